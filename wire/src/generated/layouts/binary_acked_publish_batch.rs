@@ -39,7 +39,8 @@ pub struct BinaryAckedPublishBatch {
     pub namespace: String,
     /// `stream` (str16).
     pub stream: String,
-    /// `payloads` (bytes32, one per `count`).#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
+    /// `payloads` (bytes32, one per `count`).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }
 
@@ -118,7 +119,7 @@ impl BinaryAckedPublishBatch {
     /// Writes the payload. Call [`Self::check`] first.
     pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
         binary::put_uint(dst, &self.request_id);
-        dst.put_u8((&self.ack_mode).to_byte().unwrap_or_default());
+        dst.put_u8(AckMode::to_byte(&self.ack_mode).unwrap_or_default());
         binary::put_str16(dst, &self.tenant_id);
         binary::put_str16(dst, &self.namespace);
         binary::put_str16(dst, &self.stream);
@@ -132,10 +133,16 @@ impl BinaryAckedPublishBatch {
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert("request_id".into(), neutral::uint_value(&self.request_id));
-        out.insert("ack_mode".into(), (&self.ack_mode).to_neutral());
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert("ack_mode".into(), AckMode::to_neutral(&self.ack_mode));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert("payloads".into(), neutral::hex_list(&self.payloads));
         out
     }

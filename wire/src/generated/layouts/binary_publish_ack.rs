@@ -87,7 +87,7 @@ impl BinaryPublishAck {
 
     /// Writes the payload. Call [`Self::check`] first.
     pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
-        dst.put_u8((&self.status).to_byte().unwrap_or_default());
+        dst.put_u8(AckStatus::to_byte(&self.status).unwrap_or_default());
         binary::put_uint(dst, &self.request_id);
         binary::put_str16(dst, &self.message);
     }
@@ -95,9 +95,9 @@ impl BinaryPublishAck {
     /// The fields in the neutral vector form (absent as null).
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        out.insert("status".into(), (&self.status).to_neutral());
+        out.insert("status".into(), AckStatus::to_neutral(&self.status));
         out.insert("request_id".into(), neutral::uint_value(&self.request_id));
-        out.insert("message".into(), Value::from((&self.message).as_str()));
+        out.insert("message".into(), Value::from(String::as_str(&self.message)));
         out
     }
 

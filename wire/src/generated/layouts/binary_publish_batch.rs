@@ -33,7 +33,8 @@ pub struct BinaryPublishBatch {
     pub namespace: String,
     /// `stream` (str16).
     pub stream: String,
-    /// `payloads` (bytes32, one per `count`).#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
+    /// `payloads` (bytes32, one per `count`).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }
 
@@ -113,9 +114,15 @@ impl BinaryPublishBatch {
     /// The fields in the neutral vector form (absent as null).
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert("payloads".into(), neutral::hex_list(&self.payloads));
         out
     }

@@ -27,7 +27,8 @@ use crate::neutral::{self, NeutralError};
 pub struct BinarySharedEventBatch {
     /// `base_offset` (u64, present when `EVENT_BATCH_OFFSETS` is set).
     pub base_offset: Option<u64>,
-    /// `payloads` (bytes32, one per `count`).#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
+    /// `payloads` (bytes32, one per `count`).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }
 
@@ -110,9 +111,10 @@ impl BinarySharedEventBatch {
         let mut out = Map::new();
         out.insert(
             "base_offset".into(),
-            self.base_offset
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.base_offset {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out.insert("payloads".into(), neutral::hex_list(&self.payloads));
         out

@@ -98,10 +98,7 @@ impl Auth {
                         Some(r.read_u16("auth.client_flags")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -121,13 +118,17 @@ impl Auth {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("token".into(), Value::from((&self.token).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert("token".into(), Value::from(String::as_str(&self.token)));
         out.insert(
             "client_flags".into(),
-            self.client_flags
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.client_flags {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

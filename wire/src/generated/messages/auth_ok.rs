@@ -60,10 +60,7 @@ impl AuthOk {
                     }
                     f_server_flags = Some(r.read_u16("auth_ok.server_flags")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {

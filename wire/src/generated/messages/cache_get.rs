@@ -128,10 +128,7 @@ impl CacheGet {
                         Some(r.read_u64("cache_get.request_id")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -159,15 +156,22 @@ impl CacheGet {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("cache".into(), Value::from((&self.cache).as_str()));
-        out.insert("key".into(), Value::from((&self.key).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("cache".into(), Value::from(String::as_str(&self.cache)));
+        out.insert("key".into(), Value::from(String::as_str(&self.key)));
         out.insert(
             "request_id".into(),
-            self.request_id
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.request_id {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

@@ -60,10 +60,7 @@ impl CacheOk {
                     }
                     f_request_id = Some(r.read_u64("cache_ok.request_id")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {

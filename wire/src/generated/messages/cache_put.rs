@@ -47,7 +47,7 @@ impl CachePut {
         n += json::str_len(&self.namespace);
         n += json::str_len(&self.cache);
         n += json::str_len(&self.key);
-        n += json::bytes_len((&self.value).len());
+        n += json::bytes_len(<[u8]>::len(&self.value));
         if let Some(v) = &self.request_id {
             n += 14 + json::uint_len(v);
         }
@@ -171,10 +171,7 @@ impl CachePut {
                         Some(r.read_u64("cache_put.ttl_ms")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -207,22 +204,30 @@ impl CachePut {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("cache".into(), Value::from((&self.cache).as_str()));
-        out.insert("key".into(), Value::from((&self.key).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("cache".into(), Value::from(String::as_str(&self.cache)));
+        out.insert("key".into(), Value::from(String::as_str(&self.key)));
         out.insert("value".into(), neutral::hex(&self.value));
         out.insert(
             "request_id".into(),
-            self.request_id
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.request_id {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out.insert(
             "ttl_ms".into(),
-            self.ttl_ms
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.ttl_ms {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

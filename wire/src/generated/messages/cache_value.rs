@@ -46,7 +46,7 @@ impl CacheValue {
         n += json::str_len(&self.cache);
         n += json::str_len(&self.key);
         n += match &self.value {
-            Some(v) => json::bytes_len((v).len()),
+            Some(v) => json::bytes_len(<[u8]>::len(v)),
             None => 4,
         };
         if let Some(v) = &self.request_id {
@@ -156,10 +156,7 @@ impl CacheValue {
                         Some(r.read_u64("cache_value.request_id")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -191,19 +188,29 @@ impl CacheValue {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("cache".into(), Value::from((&self.cache).as_str()));
-        out.insert("key".into(), Value::from((&self.key).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("cache".into(), Value::from(String::as_str(&self.cache)));
+        out.insert("key".into(), Value::from(String::as_str(&self.key)));
         out.insert(
             "value".into(),
-            self.value.as_ref().map_or(Value::Null, |v| neutral::hex(v)),
+            match &self.value {
+                Some(v) => neutral::hex(v),
+                None => Value::Null,
+            },
         );
         out.insert(
             "request_id".into(),
-            self.request_id
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.request_id {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

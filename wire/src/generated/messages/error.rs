@@ -60,10 +60,7 @@ impl ErrorMessage {
                     }
                     f_message = Some(r.read_string("error.message")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -78,7 +75,7 @@ impl ErrorMessage {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("message".into(), Value::from((&self.message).as_str()));
+        out.insert("message".into(), Value::from(String::as_str(&self.message)));
         out
     }
 

@@ -42,7 +42,7 @@ impl Event {
         n += json::str_len(&self.tenant_id);
         n += json::str_len(&self.namespace);
         n += json::str_len(&self.stream);
-        n += json::bytes_len((&self.payload).len());
+        n += json::bytes_len(<[u8]>::len(&self.payload));
         if let Some(v) = &self.offset {
             n += 10 + json::uint_len(v);
         }
@@ -129,10 +129,7 @@ impl Event {
                         Some(r.read_u64("event.offset")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -160,15 +157,22 @@ impl Event {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert("payload".into(), neutral::hex(&self.payload));
         out.insert(
             "offset".into(),
-            self.offset
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.offset {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

@@ -24,7 +24,8 @@ pub struct EventBatch {
     pub namespace: String,
     /// `stream` (string, presence `required`).
     pub stream: String,
-    /// `payloads` (list<bytes>, presence `required`).#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
+    /// `payloads` (list<bytes>, presence `required`).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
     /// `base_offset` (u64, presence `omit`).
     pub base_offset: Option<u64>,
@@ -128,10 +129,7 @@ impl EventBatch {
                         Some(r.read_u64("event_batch.base_offset")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -159,15 +157,22 @@ impl EventBatch {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert("payloads".into(), neutral::hex_list(&self.payloads));
         out.insert(
             "base_offset".into(),
-            self.base_offset
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.base_offset {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out
     }

@@ -60,10 +60,7 @@ impl EventStreamHello {
                     }
                     f_subscription_id = Some(r.read_u64("event_stream_hello.subscription_id")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {

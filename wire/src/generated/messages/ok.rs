@@ -42,13 +42,8 @@ impl OkMessage {
         let start = r.offset();
         r.begin_object()?;
         let mut first = true;
-        while let Some((key, at)) = r.next_key(&mut first)? {
-            match &*key {
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
-            }
+        while r.next_key(&mut first)?.is_some() {
+            r.skip_value()?;
         }
         Ok(Self {})
     }

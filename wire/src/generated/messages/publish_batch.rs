@@ -24,7 +24,8 @@ pub struct PublishBatch {
     pub namespace: String,
     /// `stream` (string, presence `required`).
     pub stream: String,
-    /// `payloads` (list<bytes>, presence `required`).#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
+    /// `payloads` (list<bytes>, presence `required`).
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
     /// `request_id` (u64, presence `omit`).
     pub request_id: Option<u64>,
@@ -48,7 +49,7 @@ impl PublishBatch {
             n += 14 + json::uint_len(v);
         }
         if let Some(v) = &self.ack {
-            n += 7 + (v).json_len();
+            n += 7 + AckMode::json_len(v);
         }
         n
     }
@@ -70,7 +71,7 @@ impl PublishBatch {
         }
         if let Some(v) = &self.ack {
             dst.put_slice(b",\"ack\":");
-            (v).write_json(dst);
+            AckMode::write_json(v, dst);
         }
         dst.put_u8(b'}');
     }
@@ -151,10 +152,7 @@ impl PublishBatch {
                         Some(AckMode::read_json(r, "publish_batch.ack")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -183,19 +181,29 @@ impl PublishBatch {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert("payloads".into(), neutral::hex_list(&self.payloads));
         out.insert(
             "request_id".into(),
-            self.request_id
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.request_id {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out.insert(
             "ack".into(),
-            self.ack.as_ref().map_or(Value::Null, |v| (v).to_neutral()),
+            match &self.ack {
+                Some(v) => AckMode::to_neutral(v),
+                None => Value::Null,
+            },
         );
         out
     }

@@ -75,10 +75,7 @@ impl PublishError {
                     }
                     f_message = Some(r.read_string("publish_error.message")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -98,7 +95,7 @@ impl PublishError {
         #[allow(unused_mut)]
         let mut out = Map::new();
         out.insert("request_id".into(), neutral::uint_value(&self.request_id));
-        out.insert("message".into(), Value::from((&self.message).as_str()));
+        out.insert("message".into(), Value::from(String::as_str(&self.message)));
         out
     }
 

@@ -60,10 +60,7 @@ impl PublishOk {
                     }
                     f_request_id = Some(r.read_u64("publish_ok.request_id")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {

@@ -45,7 +45,7 @@ impl Subscribe {
             n += 19 + json::uint_len(v);
         }
         if let Some(v) = &self.start {
-            n += 9 + (v).json_len();
+            n += 9 + StartPosition::json_len(v);
         }
         n
     }
@@ -65,7 +65,7 @@ impl Subscribe {
         }
         if let Some(v) = &self.start {
             dst.put_slice(b",\"start\":");
-            (v).write_json(dst);
+            StartPosition::write_json(v, dst);
         }
         dst.put_u8(b'}');
     }
@@ -136,10 +136,7 @@ impl Subscribe {
                         Some(StartPosition::read_json(r, "subscribe.start")?)
                     });
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -164,20 +161,28 @@ impl Subscribe {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("tenant_id".into(), Value::from((&self.tenant_id).as_str()));
-        out.insert("namespace".into(), Value::from((&self.namespace).as_str()));
-        out.insert("stream".into(), Value::from((&self.stream).as_str()));
+        out.insert(
+            "tenant_id".into(),
+            Value::from(String::as_str(&self.tenant_id)),
+        );
+        out.insert(
+            "namespace".into(),
+            Value::from(String::as_str(&self.namespace)),
+        );
+        out.insert("stream".into(), Value::from(String::as_str(&self.stream)));
         out.insert(
             "subscription_id".into(),
-            self.subscription_id
-                .as_ref()
-                .map_or(Value::Null, |v| neutral::uint_value(v)),
+            match &self.subscription_id {
+                Some(v) => neutral::uint_value(v),
+                None => Value::Null,
+            },
         );
         out.insert(
             "start".into(),
-            self.start
-                .as_ref()
-                .map_or(Value::Null, |v| (v).to_neutral()),
+            match &self.start {
+                Some(v) => StartPosition::to_neutral(v),
+                None => Value::Null,
+            },
         );
         out
     }

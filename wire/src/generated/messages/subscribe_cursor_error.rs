@@ -34,7 +34,7 @@ impl SubscribeCursorError {
     pub fn json_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 69;
-        n += (&self.reason).json_len();
+        n += CursorErrorReason::json_len(&self.reason);
         n += json::uint_len(&self.requested);
         n += json::uint_len(&self.available);
         n
@@ -44,7 +44,7 @@ impl SubscribeCursorError {
     pub fn write_json<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"subscribe_cursor_error\"");
         dst.put_slice(b",\"reason\":");
-        (&self.reason).write_json(dst);
+        CursorErrorReason::write_json(&self.reason, dst);
         dst.put_slice(b",\"requested\":");
         json::put_uint(dst, &self.requested);
         dst.put_slice(b",\"available\":");
@@ -93,10 +93,7 @@ impl SubscribeCursorError {
                     }
                     f_available = Some(r.read_u64("subscribe_cursor_error.available")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
@@ -119,7 +116,7 @@ impl SubscribeCursorError {
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
-        out.insert("reason".into(), (&self.reason).to_neutral());
+        out.insert("reason".into(), CursorErrorReason::to_neutral(&self.reason));
         out.insert("requested".into(), neutral::uint_value(&self.requested));
         out.insert("available".into(), neutral::uint_value(&self.available));
         out

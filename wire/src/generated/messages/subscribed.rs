@@ -60,10 +60,7 @@ impl Subscribed {
                     }
                     f_subscription_id = Some(r.read_u64("subscribed.subscription_id")?);
                 }
-                _ => {
-                    let _ = at;
-                    r.skip_value()?
-                }
+                _ => r.skip_value()?,
             }
         }
         Ok(Self {
