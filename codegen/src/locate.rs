@@ -141,7 +141,7 @@ mod tests {
             p,
             Position {
                 line: 4,
-                column: 31
+                column: 24
             }
         );
     }
