@@ -86,8 +86,10 @@ pub struct FlagModel {
 pub struct CombinationModel {
     /// The value.
     pub value: u16,
-    /// Names of its bits, `A | B`, or `0` for none.
+    /// Names of its bits, `A | B`, or `0` for none (a Rust expression).
     pub expr: String,
+    /// Names of its bits for prose, `A + B`, or `none`.
+    pub names: String,
     /// `json` or a layout name.
     pub layout: String,
     /// Rust variant of `Layout` (`Json`, `BinaryPublishBatch`...).
@@ -472,6 +474,11 @@ impl Model {
                     "0".to_string()
                 } else {
                     c.flags.join(" | ")
+                },
+                names: if c.flags.is_empty() {
+                    "none".to_string()
+                } else {
+                    c.flags.join(" + ")
                 },
                 layout: c.layout.clone(),
                 layout_variant: layout_variant(&c.layout),

@@ -53,6 +53,11 @@ pub use error::{DecodeError, EncodeError};
 pub use generated::*;
 pub use header::Header;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Who sends a message or layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {

@@ -372,6 +372,16 @@ impl<'a> JsonReader<'a> {
                 self.check_value_then(field, "an unsigned integer")?;
             }
         }
+        if let Some(n) = self.plain_uint() {
+            return match n {
+                Some(n) if n <= max => Ok(n),
+                _ => Err(DecodeError::OutOfRange {
+                    field,
+                    offset: at,
+                    ty,
+                }),
+            };
+        }
         let text = self.number()?;
         if text.contains(['.', 'e', 'E']) {
             return Err(DecodeError::WrongType {
@@ -396,6 +406,39 @@ impl<'a> JsonReader<'a> {
         match text.parse::<u64>() {
             Ok(n) if n <= max => Ok(n),
             _ => Err(out_of_range),
+        }
+    }
+
+    /// Fast path for the common case, a plain run of digits: the value
+    /// (`None` on overflow), consumed. Returns `None` without consuming when
+    /// the number has a sign, fraction, exponent or leading zero, which the
+    /// general path then classifies.
+    #[inline]
+    fn plain_uint(&mut self) -> Option<Option<u64>> {
+        let b = self.bytes();
+        let mut i = self.pos;
+        let mut n: Option<u64> = Some(0);
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while let Some(&d) = b.get(i) {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    n = n
+                        .and_then(|n| n.checked_mul(10))
+                        .and_then(|n| n.checked_add(u64::from(d - b'0')));
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        match b.get(i) {
+            Some(b'.' | b'e' | b'E' | b'0'..=b'9') => None,
+            _ => {
+                self.pos = i;
+                Some(n)
+            }
         }
     }
 

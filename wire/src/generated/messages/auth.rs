@@ -56,15 +56,18 @@ impl Auth {
         dst.put_u8(b'}');
     }
 
-    /// Reads the message from a JSON object whose `type` is `auth`.
-    pub(crate) fn read_json(r: &mut JsonReader<'_>) -> Result<Self, DecodeError> {
-        #[allow(unused_variables)]
-        let start = r.offset();
+    /// Reads the rest of a JSON object whose `type` is `auth`:
+    /// `r` is inside the object (after `{`, or after the `type` pair when
+    /// `first` is false); `start` is the object's offset, for errors.
+    pub(crate) fn read_json(
+        r: &mut JsonReader<'_>,
+        start: usize,
+        mut first: bool,
+    ) -> Result<Self, DecodeError> {
+        let _ = start;
         let mut f_tenant_id: Option<String> = None;
         let mut f_token: Option<String> = None;
         let mut f_client_flags: Option<Option<u16>> = None;
-        r.begin_object()?;
-        let mut first = true;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
                 "tenant_id" => {

@@ -85,10 +85,15 @@ impl CachePut {
         dst.put_u8(b'}');
     }
 
-    /// Reads the message from a JSON object whose `type` is `cache_put`.
-    pub(crate) fn read_json(r: &mut JsonReader<'_>) -> Result<Self, DecodeError> {
-        #[allow(unused_variables)]
-        let start = r.offset();
+    /// Reads the rest of a JSON object whose `type` is `cache_put`:
+    /// `r` is inside the object (after `{`, or after the `type` pair when
+    /// `first` is false); `start` is the object's offset, for errors.
+    pub(crate) fn read_json(
+        r: &mut JsonReader<'_>,
+        start: usize,
+        mut first: bool,
+    ) -> Result<Self, DecodeError> {
+        let _ = start;
         let mut f_tenant_id: Option<String> = None;
         let mut f_namespace: Option<String> = None;
         let mut f_cache: Option<String> = None;
@@ -96,8 +101,6 @@ impl CachePut {
         let mut f_value: Option<Bytes> = None;
         let mut f_request_id: Option<Option<u64>> = None;
         let mut f_ttl_ms: Option<Option<u64>> = None;
-        r.begin_object()?;
-        let mut first = true;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
                 "tenant_id" => {

@@ -215,29 +215,52 @@ impl Message {
             field: "json",
             offset: base + e.valid_up_to(),
         })?;
+        // `type` normally comes first: read it and go on from there. If it
+        // does not, find it, then read the object again from the start.
         let mut r = JsonReader::new(text, base);
-        let (ty, at) = r.find_type()?;
-        let message = match &*ty {
-            "auth" => Message::Auth(Auth::read_json(&mut r)?),
-            "auth_ok" => Message::AuthOk(AuthOk::read_json(&mut r)?),
-            "publish" => Message::Publish(Publish::read_json(&mut r)?),
-            "publish_batch" => Message::PublishBatch(PublishBatch::read_json(&mut r)?),
-            "subscribe" => Message::Subscribe(Subscribe::read_json(&mut r)?),
-            "subscribed" => Message::Subscribed(Subscribed::read_json(&mut r)?),
-            "event_stream_hello" => Message::EventStreamHello(EventStreamHello::read_json(&mut r)?),
-            "event" => Message::Event(Event::read_json(&mut r)?),
-            "event_batch" => Message::EventBatch(EventBatch::read_json(&mut r)?),
-            "cache_put" => Message::CachePut(CachePut::read_json(&mut r)?),
-            "cache_get" => Message::CacheGet(CacheGet::read_json(&mut r)?),
-            "cache_value" => Message::CacheValue(CacheValue::read_json(&mut r)?),
-            "cache_ok" => Message::CacheOk(CacheOk::read_json(&mut r)?),
-            "publish_ok" => Message::PublishOk(PublishOk::read_json(&mut r)?),
-            "publish_error" => Message::PublishError(PublishError::read_json(&mut r)?),
-            "ok" => Message::Ok(OkMessage::read_json(&mut r)?),
-            "error" => Message::Error(ErrorMessage::read_json(&mut r)?),
-            "subscribe_cursor_error" => {
-                Message::SubscribeCursorError(SubscribeCursorError::read_json(&mut r)?)
+        let start = r.offset();
+        r.begin_object()?;
+        let mut first = true;
+        let (ty, at) = match r.next_key(&mut first)? {
+            Some((key, _)) if key == "type" => {
+                let at = r.offset();
+                (r.read_str("type")?, at)
             }
+            _ => {
+                let found = JsonReader::new(text, base).find_type()?;
+                r = JsonReader::new(text, base);
+                r.begin_object()?;
+                first = true;
+                found
+            }
+        };
+        let message = match &*ty {
+            "auth" => Message::Auth(Auth::read_json(&mut r, start, first)?),
+            "auth_ok" => Message::AuthOk(AuthOk::read_json(&mut r, start, first)?),
+            "publish" => Message::Publish(Publish::read_json(&mut r, start, first)?),
+            "publish_batch" => {
+                Message::PublishBatch(PublishBatch::read_json(&mut r, start, first)?)
+            }
+            "subscribe" => Message::Subscribe(Subscribe::read_json(&mut r, start, first)?),
+            "subscribed" => Message::Subscribed(Subscribed::read_json(&mut r, start, first)?),
+            "event_stream_hello" => {
+                Message::EventStreamHello(EventStreamHello::read_json(&mut r, start, first)?)
+            }
+            "event" => Message::Event(Event::read_json(&mut r, start, first)?),
+            "event_batch" => Message::EventBatch(EventBatch::read_json(&mut r, start, first)?),
+            "cache_put" => Message::CachePut(CachePut::read_json(&mut r, start, first)?),
+            "cache_get" => Message::CacheGet(CacheGet::read_json(&mut r, start, first)?),
+            "cache_value" => Message::CacheValue(CacheValue::read_json(&mut r, start, first)?),
+            "cache_ok" => Message::CacheOk(CacheOk::read_json(&mut r, start, first)?),
+            "publish_ok" => Message::PublishOk(PublishOk::read_json(&mut r, start, first)?),
+            "publish_error" => {
+                Message::PublishError(PublishError::read_json(&mut r, start, first)?)
+            }
+            "ok" => Message::Ok(OkMessage::read_json(&mut r, start, first)?),
+            "error" => Message::Error(ErrorMessage::read_json(&mut r, start, first)?),
+            "subscribe_cursor_error" => Message::SubscribeCursorError(
+                SubscribeCursorError::read_json(&mut r, start, first)?,
+            ),
             other => {
                 return Err(DecodeError::UnknownType {
                     offset: at,

@@ -36,12 +36,15 @@ impl OkMessage {
         dst.put_u8(b'}');
     }
 
-    /// Reads the message from a JSON object whose `type` is `ok`.
-    pub(crate) fn read_json(r: &mut JsonReader<'_>) -> Result<Self, DecodeError> {
-        #[allow(unused_variables)]
-        let start = r.offset();
-        r.begin_object()?;
-        let mut first = true;
+    /// Reads the rest of a JSON object whose `type` is `ok`:
+    /// `r` is inside the object (after `{`, or after the `type` pair when
+    /// `first` is false); `start` is the object's offset, for errors.
+    pub(crate) fn read_json(
+        r: &mut JsonReader<'_>,
+        start: usize,
+        mut first: bool,
+    ) -> Result<Self, DecodeError> {
+        let _ = start;
         while r.next_key(&mut first)?.is_some() {
             r.skip_value()?;
         }

@@ -76,18 +76,21 @@ impl Publish {
         dst.put_u8(b'}');
     }
 
-    /// Reads the message from a JSON object whose `type` is `publish`.
-    pub(crate) fn read_json(r: &mut JsonReader<'_>) -> Result<Self, DecodeError> {
-        #[allow(unused_variables)]
-        let start = r.offset();
+    /// Reads the rest of a JSON object whose `type` is `publish`:
+    /// `r` is inside the object (after `{`, or after the `type` pair when
+    /// `first` is false); `start` is the object's offset, for errors.
+    pub(crate) fn read_json(
+        r: &mut JsonReader<'_>,
+        start: usize,
+        mut first: bool,
+    ) -> Result<Self, DecodeError> {
+        let _ = start;
         let mut f_tenant_id: Option<String> = None;
         let mut f_namespace: Option<String> = None;
         let mut f_stream: Option<String> = None;
         let mut f_payload: Option<Bytes> = None;
         let mut f_request_id: Option<Option<u64>> = None;
         let mut f_ack: Option<Option<AckMode>> = None;
-        r.begin_object()?;
-        let mut first = true;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
                 "tenant_id" => {

@@ -52,15 +52,18 @@ impl SubscribeCursorError {
         dst.put_u8(b'}');
     }
 
-    /// Reads the message from a JSON object whose `type` is `subscribe_cursor_error`.
-    pub(crate) fn read_json(r: &mut JsonReader<'_>) -> Result<Self, DecodeError> {
-        #[allow(unused_variables)]
-        let start = r.offset();
+    /// Reads the rest of a JSON object whose `type` is `subscribe_cursor_error`:
+    /// `r` is inside the object (after `{`, or after the `type` pair when
+    /// `first` is false); `start` is the object's offset, for errors.
+    pub(crate) fn read_json(
+        r: &mut JsonReader<'_>,
+        start: usize,
+        mut first: bool,
+    ) -> Result<Self, DecodeError> {
+        let _ = start;
         let mut f_reason: Option<CursorErrorReason> = None;
         let mut f_requested: Option<u64> = None;
         let mut f_available: Option<u64> = None;
-        r.begin_object()?;
-        let mut first = true;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
                 "reason" => {

@@ -1,0 +1,255 @@
+//! A subscriber's bounded queue of encoded event batches.
+//!
+//! The fanout path pushes the same `Bytes` (one encoding per batch) into
+//! every subscriber's queue; the subscriber's writer task pops and writes.
+//! A full queue applies its policy: `drop_new` refuses the batch,
+//! `drop_old` evicts the oldest, `block` accepts it and tells the publisher
+//! to wait. Every dropped event is counted, per subscriber.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::settings::QueuePolicy;
+
+/// One queued batch: its encoded frame and how many events it carries.
+#[derive(Debug, Clone)]
+pub struct QueuedBatch {
+    /// The encoded frame, shared with every other subscriber.
+    pub frame: Bytes,
+    /// Events in the batch (for drop accounting).
+    pub events: u64,
+}
+
+/// What happened to a pushed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued.
+    Queued,
+    /// Queued after evicting the oldest batch (`drop_old`).
+    QueuedDroppedOld,
+    /// Refused (`drop_new`, or the subscriber is gone).
+    Dropped,
+    /// Queued over capacity; the publisher should wait (`block`).
+    QueuedMustWait,
+}
+
+/// Counters of one subscriber, readable while it runs.
+#[derive(Debug, Default)]
+pub struct SubscriberStats {
+    /// Events handed to the writer.
+    pub delivered_events: AtomicU64,
+    /// Events dropped by the queue policy.
+    pub dropped_events: AtomicU64,
+}
+
+/// A subscriber's queue.
+#[derive(Debug)]
+pub struct SubscriberQueue {
+    inner: Mutex<VecDeque<QueuedBatch>>,
+    capacity: usize,
+    policy: QueuePolicy,
+    closed: AtomicBool,
+    /// Wakes the writer when a batch arrives or the queue closes.
+    readable: Notify,
+    /// Wakes blocked publishers when space frees up.
+    writable: Notify,
+    /// Per-subscriber counters.
+    pub stats: SubscriberStats,
+}
+
+impl SubscriberQueue {
+    /// A queue of `capacity` batches with `policy`.
+    pub fn new(capacity: usize, policy: QueuePolicy) -> Arc<Self> {
+        Arc::new(SubscriberQueue {
+            inner: Mutex::new(VecDeque::with_capacity(capacity.min(64))),
+            capacity: capacity.max(1),
+            policy,
+            closed: AtomicBool::new(false),
+            readable: Notify::new(),
+            writable: Notify::new(),
+            stats: SubscriberStats::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<QueuedBatch>> {
+        // A panic while holding this lock cannot leave the deque invalid.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes a batch, applying the policy when full.
+    pub fn push(&self, batch: QueuedBatch) -> PushOutcome {
+        if self.closed.load(Ordering::Acquire) {
+            return PushOutcome::Dropped;
+        }
+        let outcome = {
+            let mut q = self.lock();
+            if q.len() < self.capacity {
+                q.push_back(batch);
+                PushOutcome::Queued
+            } else {
+                match self.policy {
+                    QueuePolicy::DropNew => {
+                        self.stats.dropped_events.fetch_add(batch.events, Ordering::Relaxed);
+                        PushOutcome::Dropped
+                    }
+                    QueuePolicy::DropOld => {
+                        if let Some(old) = q.pop_front() {
+                            self.stats.dropped_events.fetch_add(old.events, Ordering::Relaxed);
+                        }
+                        q.push_back(batch);
+                        PushOutcome::QueuedDroppedOld
+                    }
+                    QueuePolicy::Block => {
+                        q.push_back(batch);
+                        PushOutcome::QueuedMustWait
+                    }
+                }
+            }
+        };
+        if outcome != PushOutcome::Dropped {
+            self.readable.notify_one();
+        }
+        outcome
+    }
+
+    /// True while a `block` publisher must wait for this queue.
+    pub fn is_over_capacity(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && self.lock().len() >= self.capacity
+    }
+
+    /// Waits until the queue has room (or closes).
+    pub async fn wait_writable(&self) {
+        loop {
+            let notified = self.writable.notified();
+            if !self.is_over_capacity() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the next batch without waiting.
+    pub fn try_pop(&self) -> Option<QueuedBatch> {
+        let batch = self.lock().pop_front();
+        if let Some(b) = &batch {
+            self.stats.delivered_events.fetch_add(b.events, Ordering::Relaxed);
+            self.writable.notify_waiters();
+        }
+        batch
+    }
+
+    /// Takes up to `max` batches without waiting (one lock for all).
+    pub fn drain_into(&self, out: &mut Vec<QueuedBatch>, max: usize) {
+        {
+            let mut q = self.lock();
+            let n = q.len().min(max);
+            out.extend(q.drain(..n));
+        }
+        if !out.is_empty() {
+            let events: u64 = out.iter().map(|b| b.events).sum();
+            self.stats.delivered_events.fetch_add(events, Ordering::Relaxed);
+            self.writable.notify_waiters();
+        }
+    }
+
+    /// Waits for the next batch; `None` once closed and empty.
+    pub async fn pop(&self) -> Option<QueuedBatch> {
+        loop {
+            let notified = self.readable.notified();
+            if let Some(b) = self.try_pop() {
+                return Some(b);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a batch is queued or the queue closes.
+    pub async fn readable(&self) {
+        loop {
+            let notified = self.readable.notified();
+            if !self.lock().is_empty() || self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Closes the queue: pushes are refused, the writer drains what is left.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.readable.notify_one();
+        self.writable.notify_waiters();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Batches queued now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(events: u64) -> QueuedBatch {
+        QueuedBatch { frame: Bytes::from_static(b"x"), events }
+    }
+
+    #[test]
+    fn drop_new_refuses_and_counts() {
+        let q = SubscriberQueue::new(2, QueuePolicy::DropNew);
+        assert_eq!(q.push(batch(3)), PushOutcome::Queued);
+        assert_eq!(q.push(batch(4)), PushOutcome::Queued);
+        assert_eq!(q.push(batch(5)), PushOutcome::Dropped);
+        assert_eq!(q.stats.dropped_events.load(Ordering::Relaxed), 5);
+        assert_eq!(q.try_pop().map(|b| b.events), Some(3));
+    }
+
+    #[test]
+    fn drop_old_evicts_the_oldest_and_counts_it() {
+        let q = SubscriberQueue::new(2, QueuePolicy::DropOld);
+        q.push(batch(3));
+        q.push(batch(4));
+        assert_eq!(q.push(batch(5)), PushOutcome::QueuedDroppedOld);
+        assert_eq!(q.stats.dropped_events.load(Ordering::Relaxed), 3);
+        assert_eq!(q.try_pop().map(|b| b.events), Some(4));
+        assert_eq!(q.try_pop().map(|b| b.events), Some(5));
+        assert_eq!(q.stats.delivered_events.load(Ordering::Relaxed), 9);
+    }
+
+    #[test]
+    fn block_accepts_but_asks_the_publisher_to_wait() {
+        let q = SubscriberQueue::new(1, QueuePolicy::Block);
+        assert_eq!(q.push(batch(1)), PushOutcome::Queued);
+        assert_eq!(q.push(batch(1)), PushOutcome::QueuedMustWait);
+        assert!(q.is_over_capacity());
+        q.try_pop();
+        q.try_pop();
+        assert!(!q.is_over_capacity());
+        assert_eq!(q.stats.dropped_events.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn closed_queue_refuses_pushes() {
+        let q = SubscriberQueue::new(4, QueuePolicy::DropOld);
+        q.close();
+        assert_eq!(q.push(batch(1)), PushOutcome::Dropped);
+    }
+}

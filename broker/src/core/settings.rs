@@ -1,0 +1,72 @@
+//! The knobs of the broker core, independent of how they were configured.
+
+use std::time::Duration;
+
+/// What a full subscriber queue does with a new batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePolicy {
+    /// Drop the new batch (counted as dropped for that subscriber).
+    DropNew,
+    /// Drop the oldest queued batch to make room (counted).
+    DropOld,
+    /// Make the publisher wait until the subscriber catches up. A stalled
+    /// subscriber then stalls publishers to its stream, by choice.
+    Block,
+}
+
+impl QueuePolicy {
+    /// The policy's name in config and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QueuePolicy::DropNew => "drop_new",
+            QueuePolicy::DropOld => "drop_old",
+            QueuePolicy::Block => "block",
+        }
+    }
+}
+
+/// Settings the sans-IO core works with.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// Flag bits the broker advertises in `auth_ok`.
+    pub server_flags: u16,
+    /// Events retained per stream for `start` replay.
+    pub replay_capacity: usize,
+    /// Most events in one coalesced batch.
+    pub batch_max_events: usize,
+    /// Most payload bytes in one coalesced batch.
+    pub batch_max_bytes: usize,
+    /// Longest a single event waits for others to share its batch.
+    pub batch_linger: Duration,
+    /// Batches a subscriber queue holds.
+    pub queue_capacity: usize,
+    /// What a full queue does.
+    pub queue_policy: QueuePolicy,
+    /// Cache memory bound (keys + values, bytes).
+    pub cache_capacity_bytes: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Publish payload bytes accepted but not yet fanned out, across the broker.
+    pub max_inflight_publish_bytes: usize,
+    /// Streams and caches spring into existence on first use (dev mode).
+    pub auto_create: bool,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            server_flags: felix_wire::KNOWN_FLAGS,
+            replay_capacity: 1024,
+            batch_max_events: 64,
+            batch_max_bytes: 64 * 1024,
+            batch_linger: Duration::from_micros(250),
+            queue_capacity: 512,
+            queue_policy: QueuePolicy::DropNew,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            max_subscriptions_per_connection: 1024,
+            max_inflight_publish_bytes: 256 * 1024 * 1024,
+            auto_create: true,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The reference felix-wire broker (work in progress).

@@ -1,0 +1,1 @@
+//! The reference felix-wire client (work in progress).
