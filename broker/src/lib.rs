@@ -1,1 +1,21 @@
-//! The reference felix-wire broker (work in progress).
+//! `felix-broker`: the reference felix-wire broker.
+//!
+//! # Layout
+//!
+//! - [`core`]: the sans-IO heart: per-stream session state machines,
+//!   streams with replay rings and fanout, subscriber queues, the cache,
+//!   authentication. No sockets, no clock; tests drive it in memory.
+//! - [`quic`]: the thin quinn/tokio shell: accept loop and limits, stream
+//!   reader/writer tasks, event streams, flush timers, graceful drain.
+//! - [`config`]: flags, `FELIX_*` environment variables and the YAML file.
+//! - [`tls`]: the self-signed development certificate, kept in the data
+//!   directory so clients can pin it across restarts.
+//! - [`http`]: `/metrics` (Prometheus) and `/healthz`.
+//! - [`app`]: wiring a [`config::Config`] into a running broker.
+
+pub mod app;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod quic;
+pub mod tls;

@@ -86,7 +86,22 @@ impl FrameDecoder {
     /// `Ok(None)` means more bytes are needed; nothing is consumed then.
     /// Never allocates: the payload is split off `src`.
     pub fn decode_raw(&mut self, src: &mut BytesMut) -> Result<Option<RawFrame>, DecodeError> {
-        let header = match Header::parse(src, self.max_frame_bytes) {
+        self.take(src, Header::parse)
+    }
+
+    /// Like [`Self::decode_raw`] but checks only what framing needs (magic,
+    /// version, length cap), not the flags: a broker answers a frame with
+    /// unknown flags and reads on, as felix-wire requires.
+    pub fn decode_envelope(&mut self, src: &mut BytesMut) -> Result<Option<RawFrame>, DecodeError> {
+        self.take(src, Header::parse_envelope)
+    }
+
+    fn take(
+        &mut self,
+        src: &mut BytesMut,
+        parse: fn(&[u8], u32) -> Result<Header, DecodeError>,
+    ) -> Result<Option<RawFrame>, DecodeError> {
+        let header = match parse(src, self.max_frame_bytes) {
             Ok(h) => h,
             Err(e) if e.is_incomplete() => return Ok(None),
             Err(e) => return Err(e),

@@ -9,7 +9,7 @@ use crate::generated::{Layout, HEADER_LEN, KNOWN_FLAGS, MAGIC, VERSION};
 /// A checked frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// The flags field; always a valid combination.
+    /// The flags field; a valid combination unless parsed as an envelope.
     pub flags: u16,
     /// Payload length; always within the cap it was checked against.
     pub length: u32,
@@ -24,6 +24,22 @@ impl Header {
     /// flag combination, then `length` against `max_frame_bytes`. Payload
     /// bytes are not looked at.
     pub fn parse(src: &[u8], max_frame_bytes: u32) -> Result<Header, DecodeError> {
+        Header::parse_inner(src, max_frame_bytes, true)
+    }
+
+    /// Like [`Header::parse`] but leaves the flags unchecked: magic,
+    /// version and length are what framing needs, so a receiver can answer
+    /// a frame with unknown flag bits and go on with the next one (the
+    /// flags are checked again when the payload is parsed).
+    pub fn parse_envelope(src: &[u8], max_frame_bytes: u32) -> Result<Header, DecodeError> {
+        Header::parse_inner(src, max_frame_bytes, false)
+    }
+
+    fn parse_inner(
+        src: &[u8],
+        max_frame_bytes: u32,
+        check_flags: bool,
+    ) -> Result<Header, DecodeError> {
         let Some(head) = src.get(..HEADER_LEN) else {
             return Err(DecodeError::Incomplete {
                 needed: HEADER_LEN,
@@ -41,13 +57,13 @@ impl Header {
             return Err(DecodeError::BadVersion { found: version });
         }
         let flags = be16(6);
-        if flags & !KNOWN_FLAGS != 0 {
+        if check_flags && flags & !KNOWN_FLAGS != 0 {
             return Err(DecodeError::UnknownFlags {
                 flags,
                 unknown: flags & !KNOWN_FLAGS,
             });
         }
-        if Layout::for_flags(flags).is_none() {
+        if check_flags && Layout::for_flags(flags).is_none() {
             return Err(DecodeError::InvalidFlagCombination { flags });
         }
         let length = be32(8);

@@ -72,7 +72,11 @@ pub struct Cache {
 impl Cache {
     /// A cache holding at most `capacity_bytes` of keys and values.
     pub fn new(capacity_bytes: usize, metrics: Arc<Metrics>) -> Self {
-        Cache { inner: Mutex::new(Inner::default()), capacity_bytes, metrics }
+        Cache {
+            inner: Mutex::new(Inner::default()),
+            capacity_bytes,
+            metrics,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -101,9 +105,18 @@ impl Cache {
         }
         inner.order.push_back((key.clone(), generation));
         inner.bytes += size;
-        inner.map.insert(key, Entry { value, expires_at, generation });
+        inner.map.insert(
+            key,
+            Entry {
+                value,
+                expires_at,
+                generation,
+            },
+        );
         while inner.bytes > self.capacity_bytes {
-            let Some((old, gen)) = inner.order.pop_front() else { break };
+            let Some((old, gen)) = inner.order.pop_front() else {
+                break;
+            };
             if inner.map.get(&old).is_some_and(|e| e.generation == gen) {
                 inner.remove(&old);
                 self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +136,11 @@ impl Cache {
             }
             None => None,
         };
-        let counter = if hit.is_some() { &self.metrics.cache_hits } else { &self.metrics.cache_misses };
+        let counter = if hit.is_some() {
+            &self.metrics.cache_hits
+        } else {
+            &self.metrics.cache_misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         hit
     }
@@ -136,7 +153,9 @@ impl Cache {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, gen, key))) = inner.expiries.pop() else { break };
+            let Some(Reverse((_, gen, key))) = inner.expiries.pop() else {
+                break;
+            };
             if inner.map.get(&key).is_some_and(|e| e.generation == gen) {
                 inner.remove(&key);
                 removed += 1;
@@ -146,11 +165,18 @@ impl Cache {
         if inner.order.len() > 2 * inner.map.len() + 64 {
             let live: VecDeque<(CacheKey, u64)> = {
                 let map = &inner.map;
-                inner.order.iter().filter(|(k, g)| map.get(k).is_some_and(|e| e.generation == *g)).cloned().collect()
+                inner
+                    .order
+                    .iter()
+                    .filter(|(k, g)| map.get(k).is_some_and(|e| e.generation == *g))
+                    .cloned()
+                    .collect()
             };
             inner.order = live;
         }
-        self.metrics.cache_expired.fetch_add(removed as u64, Ordering::Relaxed);
+        self.metrics
+            .cache_expired
+            .fetch_add(removed as u64, Ordering::Relaxed);
         removed
     }
 
@@ -166,7 +192,12 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> CacheKey {
-        CacheKey { tenant: "t".into(), namespace: "n".into(), cache: "c".into(), key: k.into() }
+        CacheKey {
+            tenant: "t".into(),
+            namespace: "n".into(),
+            cache: "c".into(),
+            key: k.into(),
+        }
     }
 
     fn cache(capacity: usize) -> Cache {
@@ -177,13 +208,24 @@ mod tests {
     fn ttl_expires_and_zero_expires_at_once() {
         let c = cache(1 << 20);
         let t0 = Instant::now();
-        c.put(key("a"), Bytes::from_static(b"1"), Some(Duration::from_millis(10)), t0);
+        c.put(
+            key("a"),
+            Bytes::from_static(b"1"),
+            Some(Duration::from_millis(10)),
+            t0,
+        );
         c.put(key("b"), Bytes::from_static(b"2"), Some(Duration::ZERO), t0);
         c.put(key("c"), Bytes::from_static(b"3"), None, t0);
-        assert_eq!(c.get(&key("a"), t0 + Duration::from_millis(9)).as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            c.get(&key("a"), t0 + Duration::from_millis(9)).as_deref(),
+            Some(&b"1"[..])
+        );
         assert_eq!(c.get(&key("a"), t0 + Duration::from_millis(10)), None);
         assert_eq!(c.get(&key("b"), t0), None);
-        assert_eq!(c.get(&key("c"), t0 + Duration::from_secs(3600)).as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            c.get(&key("c"), t0 + Duration::from_secs(3600)).as_deref(),
+            Some(&b"3"[..])
+        );
     }
 
     #[test]
@@ -191,7 +233,12 @@ mod tests {
         let c = cache(1 << 20);
         let t0 = Instant::now();
         for i in 0..100 {
-            c.put(key(&i.to_string()), Bytes::from(vec![0u8; 100]), Some(Duration::from_millis(5)), t0);
+            c.put(
+                key(&i.to_string()),
+                Bytes::from(vec![0u8; 100]),
+                Some(Duration::from_millis(5)),
+                t0,
+            );
         }
         assert_eq!(c.usage().0, 100);
         assert_eq!(c.reclaim(t0 + Duration::from_millis(5)), 100);
@@ -215,10 +262,18 @@ mod tests {
     fn overwrite_replaces_value_and_ttl() {
         let c = cache(1 << 20);
         let t0 = Instant::now();
-        c.put(key("a"), Bytes::from_static(b"old"), Some(Duration::from_millis(1)), t0);
+        c.put(
+            key("a"),
+            Bytes::from_static(b"old"),
+            Some(Duration::from_millis(1)),
+            t0,
+        );
         c.put(key("a"), Bytes::from_static(b"new"), None, t0);
         c.reclaim(t0 + Duration::from_secs(1));
-        assert_eq!(c.get(&key("a"), t0 + Duration::from_secs(1)).as_deref(), Some(&b"new"[..]));
+        assert_eq!(
+            c.get(&key("a"), t0 + Duration::from_secs(1)).as_deref(),
+            Some(&b"new"[..])
+        );
         assert_eq!(c.usage().1, 4 + 3);
     }
 }

@@ -83,6 +83,8 @@ mod tests {
         m.dropped_events.fetch_add(7, Ordering::Relaxed);
         let text = m.render();
         assert!(text.contains("# TYPE felix_dropped_events counter\nfelix_dropped_events 7\n"));
-        assert!(text.contains("# HELP felix_subscribers Live subscribers.\n# TYPE felix_subscribers gauge\n"));
+        assert!(text.contains(
+            "# HELP felix_subscribers Live subscribers.\n# TYPE felix_subscribers gauge\n"
+        ));
     }
 }

@@ -183,13 +183,20 @@ impl PubSub {
 
     /// Appends `payloads` to the stream; fans out at once when the pending
     /// batch is full or lingering is off.
-    pub fn publish(&self, key: &StreamKey, payloads: &[Bytes], now: Instant) -> Result<PublishOutcome, PublishError> {
+    pub fn publish(
+        &self,
+        key: &StreamKey,
+        payloads: &[Bytes],
+        now: Instant,
+    ) -> Result<PublishOutcome, PublishError> {
         let bytes: usize = payloads.iter().map(Bytes::len).sum();
         let limit = self.settings.max_inflight_publish_bytes;
         let inflight = self.inflight_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
         if inflight > limit && inflight != bytes {
             self.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.metrics.publish_rejected.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .publish_rejected
+                .fetch_add(1, Ordering::Relaxed);
             return Err(PublishError::Overloaded { inflight, limit });
         }
         let Some(stream) = self.stream(key) else {
@@ -198,6 +205,7 @@ impl PubSub {
         };
         let mut s = lock(&stream);
         let first_offset = s.next_offset;
+        let starts_batch = s.pending.is_empty();
         for p in payloads {
             s.ring.push_back(p.clone());
             s.pending.push(p.clone());
@@ -210,14 +218,26 @@ impl PubSub {
         if s.pending_since.is_none() && !s.pending.is_empty() {
             s.pending_since = Some(now);
         }
-        self.metrics.published_events.fetch_add(payloads.len() as u64, Ordering::Relaxed);
-        self.metrics.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        let mut out = PublishOutcome { first_offset, ..Default::default() };
-        let full = s.pending.len() >= self.settings.batch_max_events || s.pending_bytes >= self.settings.batch_max_bytes;
+        self.metrics
+            .published_events
+            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .published_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let mut out = PublishOutcome {
+            first_offset,
+            ..Default::default()
+        };
+        let full = s.pending.len() >= self.settings.batch_max_events
+            || s.pending_bytes >= self.settings.batch_max_bytes;
         if full || self.settings.batch_linger.is_zero() {
             out.wait_for = self.flush_locked(&mut s);
-        } else if let Some(since) = s.pending_since {
-            out.flush_at = Some(since + self.settings.batch_linger);
+        } else if starts_batch {
+            // One timer per pending batch: only the publish that starts it
+            // asks for one.
+            out.flush_at = s
+                .pending_since
+                .map(|since| since + self.settings.batch_linger);
         }
         Ok(out)
     }
@@ -225,14 +245,21 @@ impl PubSub {
     /// Flushes the stream's pending events if their linger time is up (or
     /// always, with `force`). Returns queues a `block` publisher should wait
     /// for, and the next deadline if events are still pending.
-    pub fn flush_due(&self, key: &StreamKey, now: Instant, force: bool) -> (Vec<Arc<SubscriberQueue>>, Option<Instant>) {
+    pub fn flush_due(
+        &self,
+        key: &StreamKey,
+        now: Instant,
+        force: bool,
+    ) -> (Vec<Arc<SubscriberQueue>>, Option<Instant>) {
         let Some(stream) = lock(&self.streams).get(key).cloned() else {
             return (Vec::new(), None);
         };
         let mut s = lock(&stream);
         match s.pending_since {
             None => (Vec::new(), None),
-            Some(since) if !force && now < since + self.settings.batch_linger => (Vec::new(), Some(since + self.settings.batch_linger)),
+            Some(since) if !force && now < since + self.settings.batch_linger => {
+                (Vec::new(), Some(since + self.settings.batch_linger))
+            }
             Some(_) => (self.flush_locked(&mut s), None),
         }
     }
@@ -253,7 +280,8 @@ impl PubSub {
         let pending = std::mem::take(&mut s.pending);
         let pending_bytes = std::mem::take(&mut s.pending_bytes);
         s.pending_since = None;
-        self.inflight_bytes.fetch_sub(pending_bytes, Ordering::AcqRel);
+        self.inflight_bytes
+            .fetch_sub(pending_bytes, Ordering::AcqRel);
         let mut wait_for: Vec<Arc<SubscriberQueue>> = Vec::new();
         if pending.is_empty() {
             return wait_for;
@@ -262,22 +290,35 @@ impl PubSub {
         let mut base = s.next_offset - pending.len() as u64;
         let want_plain = s.subscribers.iter().any(|x| !x.offsets);
         let want_offsets = s.subscribers.iter().any(|x| x.offsets);
-        for chunk in chunks(&pending, self.settings.batch_max_events, self.settings.batch_max_bytes) {
+        for chunk in chunks(
+            &pending,
+            self.settings.batch_max_events,
+            self.settings.batch_max_bytes,
+        ) {
             let events = chunk.len() as u64;
             let encode = |base_offset: Option<u64>| {
-                Frame::from(BinarySharedEventBatch { base_offset, payloads: chunk.to_vec() })
-                    .to_bytes()
-                    .unwrap_or_default() // payloads came off the wire, so they fit it
+                Frame::from(BinarySharedEventBatch {
+                    base_offset,
+                    payloads: chunk.to_vec(),
+                })
+                .to_bytes()
+                .unwrap_or_default() // payloads came off the wire, so they fit it
             };
             let plain = want_plain.then(|| encode(None));
             let with_offsets = want_offsets.then(|| encode(Some(base)));
             for sub in &s.subscribers {
-                let frame = if sub.offsets { with_offsets.clone() } else { plain.clone() };
+                let frame = if sub.offsets {
+                    with_offsets.clone()
+                } else {
+                    plain.clone()
+                };
                 let Some(frame) = frame else { continue };
                 match sub.queue.push(QueuedBatch { frame, events }) {
                     PushOutcome::Queued => {}
                     PushOutcome::QueuedDroppedOld | PushOutcome::Dropped => {
-                        self.metrics.dropped_events.fetch_add(events, Ordering::Relaxed);
+                        self.metrics
+                            .dropped_events
+                            .fetch_add(events, Ordering::Relaxed);
                     }
                     PushOutcome::QueuedMustWait => {
                         if !wait_for.iter().any(|q| Arc::ptr_eq(q, &sub.queue)) {
@@ -296,8 +337,16 @@ impl PubSub {
     /// `latest` subscriber sees exactly the events published after this
     /// call, and a replaying one sees history then live with no gap and no
     /// duplicate.
-    pub fn subscribe(&self, key: &StreamKey, id: u64, start: StartPosition, offsets: bool) -> Result<Subscription, SubscribeError> {
-        let stream = self.stream(key).ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
+    pub fn subscribe(
+        &self,
+        key: &StreamKey,
+        id: u64,
+        start: StartPosition,
+        offsets: bool,
+    ) -> Result<Subscription, SubscribeError> {
+        let stream = self
+            .stream(key)
+            .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
         let mut s = lock(&stream);
         let waits = self.flush_locked(&mut s);
         drop(waits); // the subscriber never makes a publisher wait here
@@ -306,14 +355,33 @@ impl PubSub {
         let from = match start {
             StartPosition::Latest => tail,
             StartPosition::Earliest => oldest,
-            StartPosition::Offset(n) if n > tail => return Err(SubscribeError::InFuture { requested: n, available: tail }),
-            StartPosition::Offset(n) if n < oldest => return Err(SubscribeError::TooOld { requested: n, available: oldest }),
+            StartPosition::Offset(n) if n > tail => {
+                return Err(SubscribeError::InFuture {
+                    requested: n,
+                    available: tail,
+                })
+            }
+            StartPosition::Offset(n) if n < oldest => {
+                return Err(SubscribeError::TooOld {
+                    requested: n,
+                    available: oldest,
+                })
+            }
             StartPosition::Offset(n) => n,
         };
-        let history: Vec<Bytes> = s.ring.iter().skip((from - oldest) as usize).cloned().collect();
+        let history: Vec<Bytes> = s
+            .ring
+            .iter()
+            .skip((from - oldest) as usize)
+            .cloned()
+            .collect();
         let mut replay = Vec::new();
         let mut base = from;
-        for chunk in chunks(&history, self.settings.batch_max_events, self.settings.batch_max_bytes) {
+        for chunk in chunks(
+            &history,
+            self.settings.batch_max_events,
+            self.settings.batch_max_bytes,
+        ) {
             let frame = Frame::from(BinaryEventBatch {
                 subscription_id: id,
                 base_offset: offsets.then_some(base),
@@ -323,14 +391,37 @@ impl PubSub {
             base += chunk.len() as u64;
         }
         let queue = SubscriberQueue::new(self.settings.queue_capacity, self.settings.queue_policy);
-        s.subscribers.push(Subscriber { id, queue: queue.clone(), offsets });
+        s.subscribers.push(Subscriber {
+            id,
+            queue: queue.clone(),
+            offsets,
+        });
         self.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
-        Ok(Subscription { id, key: key.clone(), queue, replay, replay_events: history.len() as u64 })
+        Ok(Subscription {
+            id,
+            key: key.clone(),
+            queue,
+            replay,
+            replay_events: history.len() as u64,
+        })
+    }
+
+    /// Closes every subscriber queue (drain): writers send what is queued,
+    /// then end their streams.
+    pub fn close_all(&self) {
+        let streams: Vec<_> = lock(&self.streams).values().cloned().collect();
+        for stream in streams {
+            for sub in &lock(&stream).subscribers {
+                sub.queue.close();
+            }
+        }
     }
 
     /// Removes a subscriber and closes its queue.
     pub fn unsubscribe(&self, key: &StreamKey, id: u64) {
-        let Some(stream) = lock(&self.streams).get(key).cloned() else { return };
+        let Some(stream) = lock(&self.streams).get(key).cloned() else {
+            return;
+        };
         let mut s = lock(&stream);
         if let Some(i) = s.subscribers.iter().position(|x| x.id == id) {
             let sub = s.subscribers.swap_remove(i);
@@ -376,11 +467,18 @@ mod tests {
     use crate::core::settings::QueuePolicy;
 
     fn key() -> StreamKey {
-        StreamKey { tenant: "t1".into(), namespace: "default".into(), stream: "orders".into() }
+        StreamKey {
+            tenant: "t1".into(),
+            namespace: "default".into(),
+            stream: "orders".into(),
+        }
     }
 
     fn pubsub(f: impl FnOnce(&mut CoreSettings)) -> PubSub {
-        let mut s = CoreSettings { batch_linger: Duration::ZERO, ..CoreSettings::default() };
+        let mut s = CoreSettings {
+            batch_linger: Duration::ZERO,
+            ..CoreSettings::default()
+        };
         f(&mut s);
         PubSub::new(Arc::new(s), Arc::new(Metrics::default()))
     }
@@ -406,9 +504,14 @@ mod tests {
     #[test]
     fn fanout_encodes_once_and_shares_the_bytes() {
         let ps = pubsub(|_| {});
-        let a = ps.subscribe(&key(), 1, StartPosition::Latest, false).expect("sub");
-        let b = ps.subscribe(&key(), 2, StartPosition::Latest, false).expect("sub");
-        ps.publish(&key(), &payloads(3), Instant::now()).expect("publish");
+        let a = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        let b = ps
+            .subscribe(&key(), 2, StartPosition::Latest, false)
+            .expect("sub");
+        ps.publish(&key(), &payloads(3), Instant::now())
+            .expect("publish");
         let fa = a.queue.try_pop().expect("a got it").frame;
         let fb = b.queue.try_pop().expect("b got it").frame;
         assert_eq!(fa.as_ptr(), fb.as_ptr(), "one encoding shared by both");
@@ -424,9 +527,13 @@ mod tests {
     #[test]
     fn offsets_only_for_subscribers_that_negotiated_them() {
         let ps = pubsub(|_| {});
-        ps.publish(&key(), &payloads(2), Instant::now()).expect("publish");
-        let sub = ps.subscribe(&key(), 1, StartPosition::Latest, true).expect("sub");
-        ps.publish(&key(), &payloads(1), Instant::now()).expect("publish");
+        ps.publish(&key(), &payloads(2), Instant::now())
+            .expect("publish");
+        let sub = ps
+            .subscribe(&key(), 1, StartPosition::Latest, true)
+            .expect("sub");
+        ps.publish(&key(), &payloads(1), Instant::now())
+            .expect("publish");
         match decode(&sub.queue.try_pop().expect("batch").frame) {
             Frame::BinarySharedEventBatch(b) => assert_eq!(b.base_offset, Some(2)),
             other => panic!("{other:?}"),
@@ -439,11 +546,14 @@ mod tests {
             s.batch_linger = Duration::from_micros(250);
             s.batch_max_events = 3;
         });
-        let sub = ps.subscribe(&key(), 1, StartPosition::Latest, false).expect("sub");
+        let sub = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
         let t0 = Instant::now();
         let out = ps.publish(&key(), &payloads(1), t0).expect("publish");
         assert_eq!(out.flush_at, Some(t0 + Duration::from_micros(250)));
-        ps.publish(&key(), &payloads(1), t0).expect("publish");
+        let out = ps.publish(&key(), &payloads(1), t0).expect("publish");
+        assert_eq!(out.flush_at, None, "the batch already has a timer");
         assert!(sub.queue.is_empty(), "still lingering");
         let (_, next) = ps.flush_due(&key(), t0 + Duration::from_micros(100), false);
         assert_eq!(next, Some(t0 + Duration::from_micros(250)));
@@ -457,15 +567,36 @@ mod tests {
     #[test]
     fn start_positions_and_cursor_errors() {
         let ps = pubsub(|s| s.replay_capacity = 4);
-        ps.publish(&key(), &payloads(6), Instant::now()).expect("publish"); // offsets 0..6, ring keeps 2..6
+        ps.publish(&key(), &payloads(6), Instant::now())
+            .expect("publish"); // offsets 0..6, ring keeps 2..6
         assert_eq!(ps.offsets(&key()), Some((6, 2)));
-        let err = ps.subscribe(&key(), 1, StartPosition::Offset(1), true).expect_err("too old");
-        assert_eq!(err, SubscribeError::TooOld { requested: 1, available: 2 });
-        let err = ps.subscribe(&key(), 1, StartPosition::Offset(7), true).expect_err("future");
-        assert_eq!(err, SubscribeError::InFuture { requested: 7, available: 6 });
-        let at_tail = ps.subscribe(&key(), 2, StartPosition::Offset(6), true).expect("tail is fine");
+        let err = ps
+            .subscribe(&key(), 1, StartPosition::Offset(1), true)
+            .expect_err("too old");
+        assert_eq!(
+            err,
+            SubscribeError::TooOld {
+                requested: 1,
+                available: 2
+            }
+        );
+        let err = ps
+            .subscribe(&key(), 1, StartPosition::Offset(7), true)
+            .expect_err("future");
+        assert_eq!(
+            err,
+            SubscribeError::InFuture {
+                requested: 7,
+                available: 6
+            }
+        );
+        let at_tail = ps
+            .subscribe(&key(), 2, StartPosition::Offset(6), true)
+            .expect("tail is fine");
         assert!(at_tail.replay.is_empty());
-        let earliest = ps.subscribe(&key(), 3, StartPosition::Earliest, true).expect("earliest");
+        let earliest = ps
+            .subscribe(&key(), 3, StartPosition::Earliest, true)
+            .expect("earliest");
         assert_eq!(earliest.replay_events, 4);
         match decode(&earliest.replay[0]) {
             Frame::BinaryEventBatch(b) => {
@@ -475,7 +606,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let from4 = ps.subscribe(&key(), 4, StartPosition::Offset(4), false).expect("offset");
+        let from4 = ps
+            .subscribe(&key(), 4, StartPosition::Offset(4), false)
+            .expect("offset");
         match decode(&from4.replay[0]) {
             Frame::BinaryEventBatch(b) => assert_eq!((b.base_offset, b.payloads.len()), (None, 2)),
             other => panic!("{other:?}"),
@@ -487,12 +620,17 @@ mod tests {
         let ps = pubsub(|s| s.batch_linger = Duration::from_secs(1));
         let t0 = Instant::now();
         ps.publish(&key(), &payloads(2), t0).expect("publish"); // pending, not flushed
-        let sub = ps.subscribe(&key(), 1, StartPosition::Earliest, true).expect("sub");
+        let sub = ps
+            .subscribe(&key(), 1, StartPosition::Earliest, true)
+            .expect("sub");
         assert_eq!(sub.replay_events, 2);
         ps.publish(&key(), &payloads(1), t0).expect("publish");
         ps.flush_due(&key(), t0, true);
         let live = sub.queue.try_pop().expect("live");
-        assert_eq!(live.events, 1, "pending events were flushed before registering, not duplicated");
+        assert_eq!(
+            live.events, 1,
+            "pending events were flushed before registering, not duplicated"
+        );
         assert!(sub.queue.try_pop().is_none());
     }
 
@@ -502,9 +640,12 @@ mod tests {
             s.queue_capacity = 1;
             s.queue_policy = QueuePolicy::DropNew;
         });
-        let slow = ps.subscribe(&key(), 1, StartPosition::Latest, false).expect("sub");
+        let slow = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
         for _ in 0..3 {
-            ps.publish(&key(), &payloads(2), Instant::now()).expect("publish");
+            ps.publish(&key(), &payloads(2), Instant::now())
+                .expect("publish");
         }
         assert_eq!(slow.queue.stats.dropped_events.load(Ordering::Relaxed), 4);
         assert_eq!(ps.metrics.dropped_events.load(Ordering::Relaxed), 4);
@@ -513,7 +654,10 @@ mod tests {
     #[test]
     fn unknown_streams_are_refused_without_auto_create() {
         let ps = pubsub(|s| s.auto_create = false);
-        assert_eq!(ps.publish(&key(), &payloads(1), Instant::now()).err(), Some(PublishError::NotFound(key())));
+        assert_eq!(
+            ps.publish(&key(), &payloads(1), Instant::now()).err(),
+            Some(PublishError::NotFound(key()))
+        );
         ps.declare(key());
         assert!(ps.publish(&key(), &payloads(1), Instant::now()).is_ok());
     }

@@ -93,12 +93,16 @@ impl SubscriberQueue {
             } else {
                 match self.policy {
                     QueuePolicy::DropNew => {
-                        self.stats.dropped_events.fetch_add(batch.events, Ordering::Relaxed);
+                        self.stats
+                            .dropped_events
+                            .fetch_add(batch.events, Ordering::Relaxed);
                         PushOutcome::Dropped
                     }
                     QueuePolicy::DropOld => {
                         if let Some(old) = q.pop_front() {
-                            self.stats.dropped_events.fetch_add(old.events, Ordering::Relaxed);
+                            self.stats
+                                .dropped_events
+                                .fetch_add(old.events, Ordering::Relaxed);
                         }
                         q.push_back(batch);
                         PushOutcome::QueuedDroppedOld
@@ -136,7 +140,9 @@ impl SubscriberQueue {
     pub fn try_pop(&self) -> Option<QueuedBatch> {
         let batch = self.lock().pop_front();
         if let Some(b) = &batch {
-            self.stats.delivered_events.fetch_add(b.events, Ordering::Relaxed);
+            self.stats
+                .delivered_events
+                .fetch_add(b.events, Ordering::Relaxed);
             self.writable.notify_waiters();
         }
         batch
@@ -151,7 +157,9 @@ impl SubscriberQueue {
         }
         if !out.is_empty() {
             let events: u64 = out.iter().map(|b| b.events).sum();
-            self.stats.delivered_events.fetch_add(events, Ordering::Relaxed);
+            self.stats
+                .delivered_events
+                .fetch_add(events, Ordering::Relaxed);
             self.writable.notify_waiters();
         }
     }
@@ -209,7 +217,10 @@ mod tests {
     use super::*;
 
     fn batch(events: u64) -> QueuedBatch {
-        QueuedBatch { frame: Bytes::from_static(b"x"), events }
+        QueuedBatch {
+            frame: Bytes::from_static(b"x"),
+            events,
+        }
     }
 
     #[test]

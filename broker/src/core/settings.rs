@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 /// What a full subscriber queue does with a new batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum QueuePolicy {
     /// Drop the new batch (counted as dropped for that subscriber).

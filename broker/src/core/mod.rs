@@ -1,0 +1,69 @@
+//! The sans-IO broker core: protocol state machines and broker state, with
+//! no sockets and no clock (time is passed in by the caller).
+//!
+//! - [`session`]: one state machine per QUIC stream: frames in, outputs
+//!   (replies, subscriptions to start, timers, waits) out.
+//! - [`pubsub`]: streams, offsets, the replay ring, coalescing and fanout.
+//! - [`queue`]: per-subscriber bounded queues with drop/block policies.
+//! - [`cache`]: the TTL cache with a memory bound.
+//! - [`auth`] and [`perms`]: dev, static-token and JWT authentication, and
+//!   Felix-style permission patterns.
+//! - [`metrics`]: counters shared with the shell.
+
+pub mod auth;
+pub mod cache;
+pub mod metrics;
+pub mod perms;
+pub mod pubsub;
+pub mod queue;
+pub mod session;
+pub mod settings;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub use settings::{CoreSettings, QueuePolicy};
+
+/// Everything the sessions of all connections share.
+#[derive(Debug)]
+pub struct Core {
+    /// Settings.
+    pub settings: Arc<CoreSettings>,
+    /// Counters.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Streams and fanout.
+    pub pubsub: pubsub::PubSub,
+    /// The cache.
+    pub cache: cache::Cache,
+    /// How `auth` frames are checked.
+    pub auth: auth::Authenticator,
+    /// Declared caches as (tenant, namespace, cache); every cache exists
+    /// when streams and caches are auto-created.
+    pub declared_caches: HashSet<(String, String, String)>,
+}
+
+impl Core {
+    /// A core with these settings and authenticator.
+    pub fn new(settings: CoreSettings, auth: auth::Authenticator) -> Self {
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(metrics::Metrics::default());
+        Core {
+            pubsub: pubsub::PubSub::new(settings.clone(), metrics.clone()),
+            cache: cache::Cache::new(settings.cache_capacity_bytes, metrics.clone()),
+            settings,
+            metrics,
+            auth,
+            declared_caches: HashSet::new(),
+        }
+    }
+
+    /// Whether a cache scope exists.
+    pub fn cache_exists(&self, tenant: &str, namespace: &str, cache: &str) -> bool {
+        self.settings.auto_create
+            || self.declared_caches.contains(&(
+                tenant.to_string(),
+                namespace.to_string(),
+                cache.to_string(),
+            ))
+    }
+}

@@ -1,0 +1,72 @@
+//! `felix-broker`: serve felix-wire over QUIC until SIGINT or SIGTERM, then
+//! drain gracefully.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use felix_broker::app;
+use felix_broker::config::{Cli, Config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::resolve(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("felix-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_target(false)
+        .init();
+    let started = match app::start(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("felix-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = started.broker.local_addr();
+    tracing::info!(%addr, auth = ?config.auth, "felix-broker serving felix-wire v1 over QUIC (no ALPN)");
+    println!(
+        "felix-broker listening on {addr} (QUIC, felix-wire v1, auth {:?})",
+        config.auth
+    );
+    println!("  trust this certificate: {}", started.cert_path.display());
+    println!(
+        "  try: felix --addr {addr} --cert {} sub orders",
+        started.cert_path.display()
+    );
+    if let Some(m) = started.metrics_addr {
+        println!("  metrics: http://{m}/metrics   health: http://{m}/healthz");
+    }
+    wait_for_signal().await;
+    tracing::info!("draining: no new connections; flushing queued events");
+    started.broker.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

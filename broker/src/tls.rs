@@ -1,0 +1,145 @@
+//! TLS material: the operator's certificate and key, or a self-signed
+//! development certificate for `localhost` kept in the data directory so
+//! clients can pin it across restarts.
+//!
+//! No ALPN is configured: rustls refuses a handshake where one side offers
+//! ALPN and the other has none, and Felix peers offer none.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why TLS material could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// Certificate generation failed.
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+    /// rustls or quinn refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// A certificate chain and its key.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    /// Certificate chain, leaf first.
+    pub certs: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Where the leaf certificate's PEM lives (for "how to connect").
+    pub cert_path: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads a PEM certificate chain and private key.
+pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsMaterial, TlsError> {
+    let cert_pem = std::fs::read(cert_path).map_err(io(cert_path))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(io(cert_path))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: cert_path.to_path_buf(),
+            what: "no CERTIFICATE block",
+        });
+    }
+    let key_pem = std::fs::read(key_path).map_err(io(key_path))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(io(key_path))?
+        .ok_or_else(|| TlsError::Pem {
+            path: key_path.to_path_buf(),
+            what: "no PRIVATE KEY block",
+        })?;
+    Ok(TlsMaterial {
+        certs,
+        key,
+        cert_path: cert_path.to_path_buf(),
+    })
+}
+
+/// Loads `<data_dir>/tls/{cert,key}.pem`, creating a self-signed
+/// certificate for `localhost` (and 127.0.0.1, ::1) first if absent.
+pub fn load_or_create_dev(data_dir: &Path) -> Result<TlsMaterial, TlsError> {
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        let generated = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        std::fs::write(&key_path, generated.signing_key.serialize_pem()).map_err(io(&key_path))?;
+        std::fs::write(&cert_path, generated.cert.pem()).map_err(io(&cert_path))?;
+        tracing::info!(cert = %cert_path.display(), "wrote a self-signed development certificate for localhost");
+    }
+    load(&cert_path, &key_path)
+}
+
+/// Transport settings of the QUIC endpoint.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Concurrent streams per connection, each direction.
+    pub max_streams_per_connection: u32,
+    /// Keep-alive interval so quiet subscriptions survive.
+    pub keep_alive: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+}
+
+/// The quinn server configuration: TLS 1.3 without ALPN or client auth.
+pub fn server_config(
+    material: &TlsMaterial,
+    transport: &TransportSettings,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(material.certs.clone(), material.key.clone_key())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(transport.max_streams_per_connection.into());
+    t.max_concurrent_uni_streams(transport.max_streams_per_connection.into());
+    t.keep_alive_interval(Some(transport.keep_alive));
+    t.max_idle_timeout(Some(
+        transport
+            .idle_timeout
+            .try_into()
+            .map_err(|_| TlsError::Config("idle timeout too large".into()))?,
+    ));
+    config.transport_config(Arc::new(t));
+    Ok(config)
+}
