@@ -1,0 +1,273 @@
+//! A scripted felix-wire peer over real QUIC (loopback), and a broker
+//! started on an ephemeral port, for the broker's integration tests.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use felix_broker::core::auth::Authenticator;
+use felix_broker::core::{Core, CoreSettings};
+use felix_broker::quic::{RunningBroker, ShellLimits};
+use felix_broker::tls::{self, TransportSettings};
+use felix_wire::{Auth, DecodeError, Frame, FrameDecoder, Message, KNOWN_FLAGS};
+use rustls::pki_types::CertificateDer;
+
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct TestBroker {
+    pub(crate) broker: RunningBroker,
+    pub(crate) certs: Vec<CertificateDer<'static>>,
+    _dir: TempDir,
+}
+
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn temp_dir(tag: &str) -> TempDir {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "felix-broker-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+pub(crate) fn settings() -> CoreSettings {
+    CoreSettings {
+        batch_linger: Duration::ZERO,
+        ..CoreSettings::default()
+    }
+}
+
+pub(crate) async fn start(settings: CoreSettings, auth: Authenticator) -> TestBroker {
+    start_with(settings, auth, |_| {}).await
+}
+
+pub(crate) async fn start_with(
+    settings: CoreSettings,
+    auth: Authenticator,
+    f: impl FnOnce(&mut ShellLimits),
+) -> TestBroker {
+    let dir = temp_dir("tls");
+    let material = tls::load_or_create_dev(&dir.0).expect("dev cert");
+    let transport = TransportSettings {
+        max_streams_per_connection: 1024,
+        keep_alive: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+    };
+    let server = tls::server_config(&material, &transport).expect("server config");
+    let mut limits = ShellLimits {
+        max_connections: 1000,
+        max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
+        drain_timeout: Duration::from_secs(5),
+    };
+    f(&mut limits);
+    let core = Arc::new(Core::new(settings, auth));
+    let broker = RunningBroker::start("127.0.0.1:0".parse().expect("addr"), server, core, limits)
+        .expect("bind");
+    TestBroker {
+        broker,
+        certs: material.certs,
+        _dir: dir,
+    }
+}
+
+pub(crate) fn client_config(
+    certs: &[CertificateDer<'static>],
+    alpn: Option<&[u8]>,
+) -> quinn::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots.add(c.clone()).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if let Some(p) = alpn {
+        tls.alpn_protocols = vec![p.to_vec()];
+    }
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    quinn::ClientConfig::new(Arc::new(crypto))
+}
+
+/// A raw felix-wire peer: one QUIC connection, streams on demand.
+pub(crate) struct Peer {
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) conn: quinn::Connection,
+}
+
+impl Peer {
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        certs: &[CertificateDer<'static>],
+    ) -> Result<Peer, String> {
+        Peer::connect_with(addr, client_config(certs, None)).await
+    }
+
+    pub(crate) async fn connect_with(
+        addr: SocketAddr,
+        config: quinn::ClientConfig,
+    ) -> Result<Peer, String> {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr"))
+            .map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(config);
+        let connecting = endpoint
+            .connect(addr, "localhost")
+            .map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(TIMEOUT, connecting)
+            .await
+            .map_err(|_| "timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(Peer { endpoint, conn })
+    }
+
+    /// Opens a control stream and authenticates it (with client_flags).
+    pub(crate) async fn control(&self, tenant: &str) -> Control {
+        let mut c = self.open().await;
+        c.send(Message::from(Auth {
+            tenant_id: tenant.into(),
+            token: "dev".into(),
+            client_flags: Some(KNOWN_FLAGS),
+        }))
+        .await;
+        match c.recv().await {
+            Frame::Json(Message::AuthOk(_)) => c,
+            other => panic!("auth: {other:?}"),
+        }
+    }
+
+    /// Opens a control stream without authenticating.
+    pub(crate) async fn open(&self) -> Control {
+        let (send, recv) = self.conn.open_bi().await.expect("open_bi");
+        Control {
+            send,
+            reader: Reader::new(recv),
+        }
+    }
+
+    /// Accepts the next broker-opened event stream and reads its hello.
+    pub(crate) async fn accept_events(&self) -> (u64, Reader) {
+        let recv = tokio::time::timeout(TIMEOUT, self.conn.accept_uni())
+            .await
+            .expect("event stream in time")
+            .expect("accept_uni");
+        let mut r = Reader::new(recv);
+        match r.recv().await {
+            Frame::Json(Message::EventStreamHello(h)) => (h.subscription_id, r),
+            other => panic!("expected event_stream_hello, got {other:?}"),
+        }
+    }
+}
+
+pub(crate) struct Reader {
+    pub(crate) recv: quinn::RecvStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Reader {
+    pub(crate) fn new(recv: quinn::RecvStream) -> Self {
+        Reader {
+            recv,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(),
+        }
+    }
+
+    /// The next frame, or `None` when the stream ends cleanly.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, String> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => return Err(format!("decode: {e}")),
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.recv.read_chunk(65536, true))
+                .await
+                .map_err(|_| "timeout".to_string())?;
+            match chunk {
+                Ok(Some(c)) => self.buf.extend_from_slice(&c.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => {
+                    return Err(format!(
+                        "stream ended inside a frame: {:?}",
+                        DecodeError::Incomplete {
+                            needed: 0,
+                            available: self.buf.len()
+                        }
+                    ))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    pub(crate) async fn recv(&mut self) -> Frame {
+        self.next()
+            .await
+            .expect("frame")
+            .expect("stream ended early")
+    }
+
+    /// Asserts the stream ends (cleanly or reset) with no further frame.
+    pub(crate) async fn expect_end(&mut self) {
+        match self.next().await {
+            Ok(None) | Err(_) => {}
+            Ok(Some(f)) => panic!("expected the stream to end, got {f:?}"),
+        }
+    }
+}
+
+pub(crate) struct Control {
+    pub(crate) send: quinn::SendStream,
+    pub(crate) reader: Reader,
+}
+
+impl Control {
+    pub(crate) async fn send(&mut self, frame: impl Into<Frame>) {
+        let bytes = frame.into().to_bytes().expect("encode");
+        self.send.write_all(&bytes).await.expect("write");
+    }
+
+    pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.expect("write");
+    }
+
+    pub(crate) async fn recv(&mut self) -> Frame {
+        self.reader.recv().await
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.send.finish().expect("finish");
+    }
+}
+
+pub(crate) fn error_text(f: &Frame) -> String {
+    match f {
+        Frame::Json(Message::Error(e)) => e.message.clone(),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+/// Payloads of an event batch frame, with the batch's base offset.
+pub(crate) fn events(f: &Frame) -> (Option<u64>, Vec<Bytes>) {
+    match f {
+        Frame::BinarySharedEventBatch(b) => (b.base_offset, b.payloads.clone()),
+        Frame::BinaryEventBatch(b) => (b.base_offset, b.payloads.clone()),
+        other => panic!("expected an event batch, got {other:?}"),
+    }
+}
