@@ -512,3 +512,48 @@ async fn graceful_shutdown_delivers_acked_work_then_closes() {
         "every acked publish reached the subscriber before the stream ended"
     );
 }
+
+#[tokio::test]
+async fn limits_are_answered_with_clear_errors_and_the_broker_keeps_serving() {
+    let mut s = settings();
+    s.max_subscriptions_per_connection = 1;
+    let b = start_with(s, Authenticator::Dev, |l| {
+        l.max_connections = 1;
+        l.max_frame_bytes = 200;
+    })
+    .await;
+    let peer = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("first connection");
+    // Connection limit: the second connection is closed with a reason.
+    let second = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("handshake completes");
+    let reason = tokio::time::timeout(TIMEOUT, second.conn.closed())
+        .await
+        .expect("closed in time");
+    assert!(
+        reason.to_string().contains("connection limit reached"),
+        "{reason}"
+    );
+    // Frame size limit.
+    let mut c = peer.control("t1").await;
+    c.send(publish("orders", &"x".repeat(300), Some(1), None))
+        .await;
+    let text = error_text(&c.recv().await);
+    assert!(text.contains("exceeds the frame cap of 200"), "{text}");
+    // Subscription limit per connection.
+    let _first = subscribed(&peer, "orders", 1, StartPosition::Latest).await;
+    let mut c = peer.control("t1").await;
+    c.send(subscribe("orders", 2, StartPosition::Latest)).await;
+    c.finish();
+    // The event stream may open before the limit check refuses it; only the reply matters.
+    assert!(error_text(&c.recv().await).contains("subscription limit reached"));
+    // Still serving.
+    let mut c = peer.control("t1").await;
+    c.send(publish("orders", "ok", Some(2), None)).await;
+    assert_eq!(
+        c.recv().await,
+        Frame::Json(Message::PublishOk(PublishOk { request_id: 2 }))
+    );
+}
