@@ -35,6 +35,8 @@
 //! - [`error`]: [`DecodeError`] (field + byte offset in every variant) and
 //!   [`EncodeError`].
 //! - [`neutral`]: the language-neutral JSON form the vectors use.
+//! - [`vectors`]: loading the test vectors and checking a case against
+//!   this codec.
 
 pub mod binary;
 pub mod decoder;
@@ -44,6 +46,7 @@ pub mod generated;
 pub mod header;
 pub mod json;
 pub mod neutral;
+pub mod vectors;
 
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary_support;

@@ -1,0 +1,25 @@
+//! `felix-conformance`: checks felix-wire implementations: this toolkit's
+//! codec against the vectors, other languages' codecs over a documented
+//! driver protocol, and live brokers over QUIC.
+//!
+//! # Layout
+//!
+//! - [`case`]: case ids, levels (required / recommended), outcomes,
+//!   expected failures and verdicts.
+//! - [`run`]: running selected cases with timeouts.
+//! - [`report`]: human, JSON and JUnit reports.
+//! - [`vectors`]: `vectors` mode (our codec).
+//! - [`driver`]: `codec` mode: the driver protocol to an external testee.
+//! - [`peer`] and [`live`]: a raw QUIC peer and the live broker suite.
+//! - [`embedded`]: the reference broker in-process, for the default run.
+//! - [`inspect`]: `decode` / `encode` for debugging frames.
+
+pub mod case;
+pub mod driver;
+pub mod embedded;
+pub mod inspect;
+pub mod live;
+pub mod peer;
+pub mod report;
+pub mod run;
+pub mod vectors;

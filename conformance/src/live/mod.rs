@@ -1,0 +1,207 @@
+//! The live suite: felix-wire behaviour of any broker, case by case.
+//!
+//! Each case opens its own connection, so one broken behaviour cannot
+//! cascade. Cases use a fresh stream per case by default (`--stream` pins
+//! one stream name for brokers whose streams must be declared); offsets
+//! are always measured relative to the stream's tail, so existing history
+//! does not matter.
+
+mod cases;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use felix_wire::{AckMode, Frame, Message, Publish, StartPosition, Subscribe};
+
+use crate::case::Level;
+use crate::peer::{describe, Peer, Reader, Target};
+
+pub use cases::all;
+
+/// What the suite needs to know about the broker under test.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Where and as whom.
+    pub target: Target,
+    /// Namespace for every case.
+    pub namespace: String,
+    /// A fixed stream name, or `None` for a fresh stream per case.
+    pub stream: Option<String>,
+    /// Cache name for cache cases.
+    pub cache: String,
+    /// The broker's replay ring size (for the too_old case).
+    pub replay_capacity: u64,
+    /// Per-operation timeout.
+    pub timeout: Duration,
+}
+
+/// A case's context.
+pub struct Ctx {
+    /// The configuration.
+    pub cfg: LiveConfig,
+    nonce: String,
+}
+
+/// A boxed case future.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// One live case.
+pub struct LiveCase {
+    /// Stable id.
+    pub id: &'static str,
+    /// Level.
+    pub level: Level,
+    /// What it checks, one line.
+    pub about: &'static str,
+    /// The check.
+    pub run: for<'a> fn(&'a Ctx) -> CaseFuture<'a>,
+}
+
+impl Ctx {
+    /// A context with a run-unique nonce for stream names.
+    pub fn new(cfg: LiveConfig) -> Ctx {
+        let nonce = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                & 0xffff_ffff
+        );
+        Ctx { cfg, nonce }
+    }
+
+    /// The stream a case uses.
+    pub fn stream(&self, case: &str) -> String {
+        match &self.cfg.stream {
+            Some(s) => s.clone(),
+            None => format!("conformance-{}-{case}", self.nonce),
+        }
+    }
+
+    /// A new connection.
+    pub async fn peer(&self) -> Result<Peer, String> {
+        Peer::connect(&self.cfg.target, self.cfg.timeout).await
+    }
+
+    /// A JSON publish.
+    pub fn publish(
+        &self,
+        stream: &str,
+        payload: impl Into<Bytes>,
+        request_id: Option<u64>,
+        ack: Option<AckMode>,
+    ) -> Message {
+        Message::from(Publish {
+            tenant_id: self.cfg.target.tenant.clone(),
+            namespace: self.cfg.namespace.clone(),
+            stream: stream.into(),
+            payload: payload.into(),
+            request_id,
+            ack,
+        })
+    }
+
+    /// A subscribe.
+    pub fn subscribe_msg(&self, stream: &str, id: u64, start: StartPosition) -> Message {
+        Message::from(Subscribe {
+            tenant_id: self.cfg.target.tenant.clone(),
+            namespace: self.cfg.namespace.clone(),
+            stream: stream.into(),
+            subscription_id: Some(id),
+            start: Some(start),
+        })
+    }
+
+    /// Subscribes per the session model and returns the event reader:
+    /// control stream, auth, subscribe, finish; the broker opens the event
+    /// stream with `event_stream_hello`, replies `subscribed`, ends the
+    /// control stream.
+    pub async fn subscribe(
+        &self,
+        peer: &Peer,
+        stream: &str,
+        id: u64,
+        start: StartPosition,
+    ) -> Result<Reader, String> {
+        let mut c = peer.control().await?;
+        c.send(self.subscribe_msg(stream, id, start)).await?;
+        c.finish()?;
+        let (hello_id, events) = peer.accept_events().await?;
+        if hello_id != id {
+            return Err(format!(
+                "event_stream_hello names subscription {hello_id}, expected {id}"
+            ));
+        }
+        match c.recv().await? {
+            Frame::Json(Message::Subscribed(s)) if s.subscription_id == id => {}
+            other => {
+                return Err(format!(
+                    "expected subscribed {{subscription_id: {id}}}, got {}",
+                    describe(&other)
+                ))
+            }
+        }
+        c.reader
+            .expect_end()
+            .await
+            .map_err(|e| format!("control stream after subscribed: {e}"))?;
+        Ok(events)
+    }
+}
+
+/// Reads event batches until `n` events arrived: (offset if sent, payload).
+pub async fn read_events(r: &mut Reader, n: usize) -> Result<Vec<(Option<u64>, Bytes)>, String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = r
+            .recv()
+            .await
+            .map_err(|e| format!("after {} of {n} events: {e}", out.len()))?;
+        let (base, payloads) = match frame {
+            Frame::BinarySharedEventBatch(b) => (b.base_offset, b.payloads),
+            Frame::BinaryEventBatch(b) => (b.base_offset, b.payloads),
+            Frame::Json(Message::Event(e)) => (e.offset, vec![e.payload]),
+            Frame::Json(Message::EventBatch(e)) => (e.base_offset, e.payloads),
+            other => return Err(format!("expected an event batch, got {}", describe(&other))),
+        };
+        for (i, p) in payloads.into_iter().enumerate() {
+            out.push((base.map(|b| b + i as u64), p));
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes acked over JSON and checks the `publish_ok`.
+pub async fn publish_acked(
+    ctx: &Ctx,
+    c: &mut crate::peer::Stream,
+    stream: &str,
+    payload: &str,
+    request_id: u64,
+) -> Result<(), String> {
+    c.send(ctx.publish(
+        stream,
+        Bytes::copy_from_slice(payload.as_bytes()),
+        Some(request_id),
+        Some(AckMode::PerMessage),
+    ))
+    .await?;
+    match c.recv().await? {
+        Frame::Json(Message::PublishOk(ok)) if ok.request_id == request_id => Ok(()),
+        other => Err(format!(
+            "expected publish_ok {{request_id: {request_id}}}, got {}",
+            describe(&other)
+        )),
+    }
+}
+
+/// The error text of an `error` frame.
+pub fn error_text(f: &Frame) -> Result<String, String> {
+    match f {
+        Frame::Json(Message::Error(e)) => Ok(e.message.clone()),
+        other => Err(format!("expected an error frame, got {}", describe(other))),
+    }
+}

@@ -1,0 +1,60 @@
+//! Running selected cases and turning outcomes into results.
+
+use std::time::{Duration, Instant};
+
+use crate::case::{self, CaseResult, ExpectedFailures, Level, Outcome};
+use crate::live::{self, Ctx, LiveConfig};
+
+/// Options every mode shares.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Case id prefixes; empty selects everything.
+    pub filters: Vec<String>,
+    /// Expected failures.
+    pub expected: ExpectedFailures,
+}
+
+impl Selection {
+    /// Whether a case id is selected.
+    pub fn selected(&self, id: &str) -> bool {
+        case::selected(id, &self.filters)
+    }
+
+    /// A finished case.
+    pub fn result(&self, id: String, level: Level, outcome: Outcome, took: Duration) -> CaseResult {
+        let (verdict, detail) = case::verdict(level, &outcome, self.expected.contains(&id));
+        CaseResult {
+            id,
+            level,
+            verdict,
+            detail,
+            millis: took.as_millis() as u64,
+        }
+    }
+}
+
+/// Runs the live suite; `progress` is told about each finished case.
+pub async fn live_suite(
+    cfg: LiveConfig,
+    case_timeout: Duration,
+    sel: &Selection,
+    mut progress: impl FnMut(&CaseResult),
+) -> Vec<CaseResult> {
+    let ctx = Ctx::new(cfg);
+    let mut out = Vec::new();
+    for c in live::all() {
+        if !sel.selected(c.id) {
+            continue;
+        }
+        let t0 = Instant::now();
+        let outcome = match tokio::time::timeout(case_timeout, (c.run)(&ctx)).await {
+            Ok(Ok(())) => Outcome::Pass,
+            Ok(Err(why)) => Outcome::Fail(why),
+            Err(_) => Outcome::Timeout(case_timeout),
+        };
+        let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());
+        progress(&r);
+        out.push(r);
+    }
+    out
+}
