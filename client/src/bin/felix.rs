@@ -1,0 +1,364 @@
+//! `felix`: publish, subscribe and use the cache of a felix-wire broker
+//! from the command line.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
+use felix_wire::StartPosition;
+
+/// Talk to a felix-wire broker: publish, subscribe, cache.
+///
+/// Defaults reach a `felix-broker` started with no arguments in the same
+/// directory (127.0.0.1:5000, its certificate in .felix/tls/cert.pem, dev
+/// auth). Every connection option can also come from a FELIX_* variable.
+#[derive(Debug, Parser)]
+#[command(name = "felix", version, about, long_about)]
+struct Cli {
+    /// Broker address.
+    #[arg(
+        long,
+        env = "FELIX_ADDR",
+        default_value = "127.0.0.1:5000",
+        global = true
+    )]
+    addr: SocketAddr,
+    /// TLS server name.
+    #[arg(
+        long,
+        env = "FELIX_SERVER_NAME",
+        default_value = "localhost",
+        global = true
+    )]
+    server_name: String,
+    /// PEM certificate to trust.
+    #[arg(
+        long,
+        env = "FELIX_CERT",
+        default_value = ".felix/tls/cert.pem",
+        global = true
+    )]
+    cert: PathBuf,
+    /// Accept any certificate (debugging only).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Tenant.
+    #[arg(long, env = "FELIX_TENANT", default_value = "t1", global = true)]
+    tenant: String,
+    /// Token (any token works with a dev-mode broker).
+    #[arg(long, env = "FELIX_TOKEN", default_value = "dev", global = true)]
+    token: String,
+    /// Namespace.
+    #[arg(
+        long,
+        env = "FELIX_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
+    namespace: String,
+    /// JSON lines output instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AckArg {
+    /// Fire and forget.
+    None,
+    /// One ack per message.
+    PerMessage,
+    /// One ack per batch.
+    PerBatch,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish messages (arguments, or one per line of standard input).
+    Pub {
+        /// Stream name.
+        stream: String,
+        /// Messages; none reads standard input.
+        messages: Vec<String>,
+        /// How the broker acknowledges.
+        #[arg(long, value_enum, default_value_t = AckArg::PerMessage)]
+        ack: AckArg,
+        /// Send all messages as one batch.
+        #[arg(long)]
+        batch: bool,
+    },
+    /// Print events as they arrive.
+    Sub {
+        /// Stream name.
+        stream: String,
+        /// latest, earliest, or an offset.
+        #[arg(long, default_value = "latest", value_parser = parse_start)]
+        start: StartPosition,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Cache operations.
+    Cache {
+        #[command(subcommand)]
+        op: CacheOp,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheOp {
+    /// Store a value.
+    Put {
+        /// Cache name.
+        cache: String,
+        /// Key.
+        key: String,
+        /// Value (UTF-8).
+        value: String,
+        /// Time to live in milliseconds; 0 expires at once; absent never.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Read a value (exit code 1 on a miss).
+    Get {
+        /// Cache name.
+        cache: String,
+        /// Key.
+        key: String,
+    },
+}
+
+fn parse_start(s: &str) -> Result<StartPosition, String> {
+    match s {
+        "latest" => Ok(StartPosition::Latest),
+        "earliest" => Ok(StartPosition::Earliest),
+        n => n
+            .parse()
+            .map(StartPosition::Offset)
+            .map_err(|_| format!("{s:?} is not latest, earliest or an offset")),
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let trust = if cli.insecure {
+        eprintln!("felix: warning: --insecure accepts any certificate");
+        Trust::InsecureSkipVerify
+    } else {
+        if !cli.cert.exists() {
+            return Err(format!(
+                "certificate {} not found: start felix-broker in this directory, pass --cert, or --insecure",
+                cli.cert.display()
+            ));
+        }
+        Trust::CertificateFile(cli.cert.clone())
+    };
+    let config = ClientConfig::new(
+        cli.addr,
+        cli.server_name.clone(),
+        trust,
+        cli.tenant.clone(),
+        cli.token.clone(),
+    );
+    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let ns = cli.namespace.as_str();
+    let mut out = std::io::stdout().lock();
+    let code = match cli.command {
+        Command::Pub {
+            stream,
+            messages,
+            ack,
+            batch,
+        } => {
+            let messages: Vec<String> = if messages.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("stdin: {e}"))?
+            } else {
+                messages
+            };
+            let ack = match ack {
+                AckArg::None => Ack::None,
+                AckArg::PerMessage => Ack::PerMessage,
+                AckArg::PerBatch => Ack::PerBatch,
+            };
+            let payloads: Vec<Bytes> = messages.into_iter().map(Bytes::from).collect();
+            let n = payloads.len();
+            if batch {
+                client
+                    .publish_batch(ns, &stream, payloads, ack)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                for p in payloads {
+                    client
+                        .publish(ns, &stream, p, ack)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if cli.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"published": n, "stream": stream})
+                );
+            } else {
+                let _ = writeln!(out, "published {n} message(s) to {stream}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Sub {
+            stream,
+            start,
+            count,
+        } => {
+            let mut sub = client
+                .subscribe(ns, &stream, start)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut seen = 0u64;
+            while count.is_none_or(|c| seen < c) {
+                match sub.next().await {
+                    Some(Ok(SubscriptionItem::Event(e))) => {
+                        seen += 1;
+                        if cli.json {
+                            let line = serde_json::json!({"offset": e.offset, "payload_base64": b64(&e.payload), "payload_utf8": String::from_utf8_lossy(&e.payload)});
+                            let _ = writeln!(out, "{line}");
+                        } else {
+                            let offset = e.offset.map_or("-".to_string(), |o| o.to_string());
+                            let _ =
+                                writeln!(out, "{offset}\t{}", String::from_utf8_lossy(&e.payload));
+                        }
+                        let _ = out.flush();
+                    }
+                    Some(Ok(SubscriptionItem::Gap { expected, got })) => {
+                        eprintln!("felix: gap: events {expected}..{got} were not delivered");
+                        if cli.json {
+                            let _ = writeln!(
+                                out,
+                                "{}",
+                                serde_json::json!({"gap": {"expected": expected, "got": got}})
+                            );
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => break,
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cache {
+            op:
+                CacheOp::Put {
+                    cache,
+                    key,
+                    value,
+                    ttl_ms,
+                },
+        } => {
+            client
+                .cache_put(
+                    ns,
+                    &cache,
+                    &key,
+                    Bytes::from(value),
+                    ttl_ms.map(Duration::from_millis),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if cli.json {
+                let _ = writeln!(out, "{}", serde_json::json!({"stored": key}));
+            } else {
+                let _ = writeln!(out, "stored {key}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cache {
+            op: CacheOp::Get { cache, key },
+        } => match client
+            .cache_get(ns, &cache, &key)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(v) => {
+                if cli.json {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"key": key, "value_base64": b64(&v)})
+                    );
+                } else {
+                    let _ = writeln!(out, "{}", String::from_utf8_lossy(&v));
+                }
+                ExitCode::SUCCESS
+            }
+            None => {
+                if cli.json {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"key": key, "value_base64": null})
+                    );
+                }
+                eprintln!("felix: {key}: not found");
+                ExitCode::from(1)
+            }
+        },
+    };
+    drop(out);
+    client.close().await;
+    Ok(code)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FELIX_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("felix: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_parse() {
+        let cli = Cli::try_parse_from(["felix", "sub", "orders", "--start", "42", "--count", "3"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Sub {
+                start: StartPosition::Offset(42),
+                count: Some(3),
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["felix", "sub", "orders", "--start", "middle"]).is_err());
+        let cli = Cli::try_parse_from([
+            "felix", "--json", "cache", "put", "c", "k", "v", "--ttl-ms", "0",
+        ])
+        .expect("parses");
+        assert!(cli.json);
+    }
+}

@@ -1,0 +1,124 @@
+//! The quinn client configuration: TLS 1.3, no ALPN (a Felix broker refuses
+//! a handshake that offers one), the configured trust.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::config::{ClientConfig, Trust};
+use crate::error::ClientError;
+
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| ClientError::Tls(format!("{what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(ClientError::Tls(format!("{what}: no certificate found")));
+    }
+    Ok(certs)
+}
+
+/// Builds the rustls configuration (exposed for tests: it must carry no ALPN).
+pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let certs = match trust {
+        Trust::InsecureSkipVerify => {
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+                .with_no_client_auth())
+        }
+        Trust::CertificatePem(pem) => certs_from_pem(pem, "certificate")?,
+        Trust::CertificateFile(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ClientError::Tls(format!("{}: {e}", path.display())))?;
+            certs_from_pem(&pem, &path.display().to_string())?
+        }
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|e| ClientError::Tls(e.to_string()))?;
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// The quinn client configuration for `config`.
+pub fn quinn_config(config: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
+    let tls = rustls_config(&config.trust)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut q = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(config.keep_alive));
+    q.transport_config(Arc::new(transport));
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_alpn_is_ever_offered() {
+        let tls = rustls_config(&Trust::InsecureSkipVerify).expect("config");
+        assert!(tls.alpn_protocols.is_empty());
+    }
+
+    #[test]
+    fn a_pem_without_certificates_is_a_clear_error() {
+        let err =
+            rustls_config(&Trust::CertificatePem(b"not a pem".to_vec())).expect_err("no cert");
+        assert!(err.to_string().contains("no certificate found"), "{err}");
+    }
+}
