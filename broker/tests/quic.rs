@@ -557,3 +557,36 @@ async fn limits_are_answered_with_clear_errors_and_the_broker_keeps_serving() {
         Frame::Json(Message::PublishOk(PublishOk { request_id: 2 }))
     );
 }
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = start(settings(), Authenticator::Dev).await;
+    let peer = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let mut c = peer.control("t1").await;
+    c.send(publish("m", "x", Some(1), None)).await;
+    c.recv().await;
+    let (addr, _task) = felix_broker::http::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        b.broker.core().clone(),
+    )
+    .await
+    .expect("bind");
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.expect("read");
+        body
+    };
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(metrics.contains("felix_published_events 1\n"), "{metrics}");
+    assert!(metrics.contains("felix_connections_open 1\n"), "{metrics}");
+    assert!(get("/healthz").await.ends_with("\r\n\r\nok\n"));
+    assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+}
