@@ -310,3 +310,68 @@ async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
     broker.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn codec_mode_judges_a_testee_and_survives_its_crashes() {
+    let dir = scratch("testee");
+    // Answers hello, claims encode is unsupported, and dies on every decode.
+    let script = dir.join("flaky.py");
+    std::fs::write(
+        &script,
+        r#"import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "decode":
+        sys.exit(3)
+    ans = {"id": req["id"], "result": "ok", "name": "flaky", "version": "0"}
+    if req["op"] == "encode":
+        ans = {"id": req["id"], "result": "unsupported", "message": "no encoder"}
+    print(json.dumps(ans), flush=True)
+"#,
+    )
+    .expect("write");
+    let cmd = format!("python3 {}", script.display());
+    let o = runner(&[
+        "codec",
+        "--cmd",
+        &cmd,
+        "--filter",
+        "vectors/json/ok/",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let cases = report["cases"].as_array().expect("cases");
+    let decode_fail = cases
+        .iter()
+        .find(|c| c["id"] == "vectors/json/ok/basic")
+        .expect("decode case");
+    assert_eq!(decode_fail["verdict"], "fail");
+    assert!(decode_fail["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("the testee exited"));
+    let encode = cases
+        .iter()
+        .find(|c| c["id"] == "vectors/json/ok/basic/encode")
+        .expect("encode case");
+    assert_eq!(
+        encode["verdict"], "unsupported",
+        "the testee was restarted after the crash and answered"
+    );
+    assert_eq!(report["summary"]["unsupported"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_python_testee_passes_every_vector() {
+    let o = runner(&[
+        "codec",
+        "--cmd",
+        "python3 conformance/testees/python/felix_codec.py",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
