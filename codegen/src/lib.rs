@@ -12,13 +12,14 @@
 //!   `wire/src/generated/` and `docs/protocol.md`.
 //! - [`interp`]: a run-time interpreter of the spec that encodes frames
 //!   without generated code; it writes the vectors ([`vectors`]) and serves
-//!   differential tests.
+//!   differential tests; [`interp_decode`] decodes the same way.
 //! - [`generate`] / [`check`]: the whole pipeline, and the staleness check
 //!   behind `felix-codegen --check`.
 
 use std::path::{Path, PathBuf};
 
 pub mod interp;
+pub mod interp_decode;
 pub mod locate;
 pub mod model;
 pub mod render;

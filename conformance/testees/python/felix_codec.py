@@ -20,7 +20,7 @@ VERSION = 1
 HEADER_LEN = 12
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 KNOWN_FLAGS = 0x003F
-MAX_DEPTH = 64
+MAX_DEPTH = 64  # container nesting, the top-level object counting as 1
 
 # Valid flags values and the layout each selects.
 LAYOUTS = {
@@ -97,12 +97,13 @@ class _Json:
         self.i = i
 
     def value(self, depth):
-        if depth > MAX_DEPTH:
-            self.fail("nesting deeper than 64")
+        """`depth` is the number of containers open around this value."""
         self.ws()
         if self.i >= len(self.s):
             self.fail("unexpected end")
         c = self.s[self.i]
+        if c in "{[" and depth + 1 > MAX_DEPTH:
+            self.fail("nesting deeper than 64")
         if c == "{":
             return self.obj(depth)
         if c == "[":

@@ -55,5 +55,5 @@ pub const DEFAULT_MAX_FRAME_BYTES: u32 = 16777216;
 /// Writers cut the text of a binary publish ack to this many bytes, on a UTF-8 character boundary.
 pub const ERROR_TEXT_MAX_BYTES: u32 = 512;
 
-/// Deepest JSON nesting a decoder follows when it skips unknown values; deeper input is malformed (ours: bounds stack use on hostile input).
+/// Deepest container nesting of a JSON payload, the top-level object counting as 1; deeper input is malformed (ours: bounds the stack a hostile payload can make a decoder use).
 pub const JSON_MAX_DEPTH: u32 = 64;

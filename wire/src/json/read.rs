@@ -25,6 +25,9 @@ pub struct JsonReader<'a> {
     pos: usize,
     /// Frame offset of `src[0]`, added to every reported offset.
     base: usize,
+    /// Containers open around the current position (the top-level object
+    /// counts as 1); bounded by the spec's `json_max_depth`.
+    depth: u32,
 }
 
 type Result<T> = std::result::Result<T, DecodeError>;
@@ -32,7 +35,12 @@ type Result<T> = std::result::Result<T, DecodeError>;
 impl<'a> JsonReader<'a> {
     /// A reader over `src`, whose first byte sits at frame offset `base`.
     pub fn new(src: &'a str, base: usize) -> Self {
-        JsonReader { src, pos: 0, base }
+        JsonReader {
+            src,
+            pos: 0,
+            base,
+            depth: 0,
+        }
     }
 
     /// Frame offset of the next unread byte.
@@ -74,7 +82,18 @@ impl<'a> JsonReader<'a> {
 
     /// Consumes the `{` that opens an object.
     pub fn begin_object(&mut self) -> Result<()> {
-        self.expect(b'{', "expected '{' to open an object")
+        self.expect(b'{', "expected '{' to open an object")?;
+        self.enter()
+    }
+
+    /// Counts one more open container; too many is malformed input (this
+    /// bounds the stack a hostile payload can make the skipper use).
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > JSON_MAX_DEPTH {
+            return Err(self.malformed("nesting deeper than the limit"));
+        }
+        Ok(())
     }
 
     /// The next key of the current object and its `:`; `None` after the
@@ -83,6 +102,7 @@ impl<'a> JsonReader<'a> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
+                self.depth -= 1;
                 return Ok(None);
             }
             Some(b',') if !*first => {
@@ -130,27 +150,21 @@ impl<'a> JsonReader<'a> {
 
     /// Skips one value of any type, bounded by the spec's nesting depth.
     pub fn skip_value(&mut self) -> Result<()> {
-        self.skip_nested(0)
-    }
-
-    fn skip_nested(&mut self, depth: u64) -> Result<()> {
-        if depth >= u64::from(JSON_MAX_DEPTH) {
-            return Err(self.malformed("nesting deeper than the limit"));
-        }
         match self.peek() {
             Some(b'{') => {
-                self.pos += 1;
+                self.begin_object()?;
                 let mut first = true;
                 while self.next_key(&mut first)?.is_some() {
-                    self.skip_nested(depth + 1)?;
+                    self.skip_value()?;
                 }
                 Ok(())
             }
             Some(b'[') => {
                 self.pos += 1;
+                self.enter()?;
                 let mut first = true;
                 while self.next_item(&mut first)? {
-                    self.skip_nested(depth + 1)?;
+                    self.skip_value()?;
                 }
                 Ok(())
             }
@@ -169,6 +183,7 @@ impl<'a> JsonReader<'a> {
         match self.peek() {
             Some(b']') => {
                 self.pos += 1;
+                self.depth -= 1;
                 return Ok(false);
             }
             Some(b',') if !*first => self.pos += 1,
@@ -469,6 +484,7 @@ impl<'a> JsonReader<'a> {
             self.check_value_then(field, "an array of base64 strings")?;
         }
         self.pos += 1;
+        self.enter()?;
         let mut out = Vec::new();
         let mut first = true;
         while self.next_item(&mut first)? {
