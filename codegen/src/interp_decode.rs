@@ -440,7 +440,7 @@ fn decode_layout(spec: &Spec, l: &LayoutDef, flags: u16, payload: &[u8]) -> Resu
             counts.insert(f.name.as_str(), n);
             continue;
         }
-        let mut one = |c: &mut Cursor<'_>| -> Result<Value, Failure> {
+        let one = |c: &mut Cursor<'_>| -> Result<Value, Failure> {
             if let Some(size) = int_size(&f.ty) {
                 return c.int(size, &what).map(Value::from);
             }
