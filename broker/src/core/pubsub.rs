@@ -430,6 +430,28 @@ impl PubSub {
         }
     }
 
+    /// Per live subscriber of a stream: (events handed to its writer, events
+    /// dropped by its queue policy, events still queued). For an event
+    /// published while the subscriber existed, exactly one of the three
+    /// counts it.
+    pub fn subscriber_stats(&self, key: &StreamKey) -> Vec<(u64, u64, u64)> {
+        let Some(stream) = lock(&self.streams).get(key).cloned() else {
+            return Vec::new();
+        };
+        let s = lock(&stream);
+        s.subscribers
+            .iter()
+            .map(|sub| {
+                let st = &sub.queue.stats;
+                (
+                    st.delivered_events.load(Ordering::Relaxed),
+                    st.dropped_events.load(Ordering::Relaxed),
+                    sub.queue.queued_events(),
+                )
+            })
+            .collect()
+    }
+
     /// (tail, oldest retained) of a stream, if it exists.
     pub fn offsets(&self, key: &StreamKey) -> Option<(u64, u64)> {
         let stream = lock(&self.streams).get(key).cloned()?;

@@ -201,6 +201,11 @@ impl SubscriberQueue {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Events in the batches queued now.
+    pub fn queued_events(&self) -> u64 {
+        self.lock().iter().map(|b| b.events).sum()
+    }
+
     /// Batches queued now.
     pub fn len(&self) -> usize {
         self.lock().len()
