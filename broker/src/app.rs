@@ -96,6 +96,10 @@ pub fn build_core(config: &Config) -> Result<Core, StartError> {
 /// Starts the broker (QUIC and metrics) as configured.
 pub async fn start(config: &Config) -> Result<Started, StartError> {
     let core = Arc::new(build_core(config)?);
+    let restored = crate::persist::load(&core.pubsub, &config.data_dir);
+    if restored > 0 {
+        tracing::info!(streams = restored, dir = %config.data_dir.display(), "replay rings restored");
+    }
     let material = match &config.cert_and_key {
         Some((cert, key)) => tls::load(cert, key)?,
         None => tls::load_or_create_dev(&config.data_dir)?,

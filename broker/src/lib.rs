@@ -11,11 +11,13 @@
 //! - [`tls`]: the self-signed development certificate, kept in the data
 //!   directory so clients can pin it across restarts.
 //! - [`http`]: `/metrics` (Prometheus) and `/healthz`.
+//! - [`persist`]: replay rings saved on drain and loaded on start.
 //! - [`app`]: wiring a [`config::Config`] into a running broker.
 
 pub mod app;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod persist;
 pub mod quic;
 pub mod tls;

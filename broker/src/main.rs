@@ -44,7 +44,14 @@ async fn main() -> ExitCode {
     }
     wait_for_signal().await;
     tracing::info!("draining: no new connections; flushing queued events");
+    let core = started.broker.core().clone();
     started.broker.shutdown().await;
+    match felix_broker::persist::save(&core.pubsub, &config.data_dir) {
+        Ok(n) => {
+            tracing::info!(streams = n, dir = %config.data_dir.display(), "replay rings saved")
+        }
+        Err(e) => tracing::warn!(error = %e, "saving replay rings failed"),
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -44,6 +44,10 @@ pub enum PublishError {
     /// The stream does not exist (and streams are not auto-created).
     #[error("stream not found: {0}")]
     NotFound(StreamKey),
+    /// The broker is draining for shutdown: nothing new is accepted, so
+    /// nothing acked can miss the final flush.
+    #[error("broker shutting down")]
+    ShuttingDown,
     /// Too many publish bytes are waiting to be fanned out.
     #[error("publish rejected: {inflight} bytes in flight exceeds the limit of {limit}")]
     Overloaded {
@@ -133,6 +137,7 @@ pub struct PubSub {
     metrics: Arc<Metrics>,
     inflight_bytes: AtomicUsize,
     next_subscription_id: AtomicU64,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,6 +155,7 @@ impl PubSub {
             metrics,
             inflight_bytes: AtomicUsize::new(0),
             next_subscription_id: AtomicU64::new(1),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -204,6 +210,14 @@ impl PubSub {
             return Err(PublishError::NotFound(key.clone()));
         };
         let mut s = lock(&stream);
+        // Checked under the stream lock: a drain sets the flag, then takes
+        // every stream lock to flush, so an accepted publish is always in
+        // that flush.
+        if self.draining.load(Ordering::Acquire) {
+            drop(s);
+            self.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(PublishError::ShuttingDown);
+        }
         let first_offset = s.next_offset;
         let starts_batch = s.pending.is_empty();
         for p in payloads {
@@ -262,6 +276,11 @@ impl PubSub {
             }
             Some(_) => (self.flush_locked(&mut s), None),
         }
+    }
+
+    /// Starts a drain: from now on publishes are refused.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Flushes every stream (shutdown).
@@ -450,6 +469,34 @@ impl PubSub {
                 )
             })
             .collect()
+    }
+
+    /// Every stream's replay ring: (stream, oldest retained offset, payloads).
+    /// Pending events are flushed first, so the snapshot is complete.
+    pub fn snapshot(&self) -> Vec<(StreamKey, u64, Vec<Bytes>)> {
+        let streams: Vec<(StreamKey, Arc<Mutex<StreamState>>)> = lock(&self.streams)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (key, stream) in streams {
+            let mut s = lock(&stream);
+            drop(self.flush_locked(&mut s));
+            let oldest = s.next_offset - s.ring.len() as u64;
+            out.push((key, oldest, s.ring.iter().cloned().collect()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Restores a stream's ring from a snapshot: offsets continue where
+    /// they were (the newest `replay_capacity` events are kept).
+    pub fn restore(&self, key: StreamKey, oldest: u64, payloads: Vec<Bytes>) {
+        let stream = lock(&self.streams).entry(key).or_default().clone();
+        let mut s = lock(&stream);
+        let skip = payloads.len().saturating_sub(self.settings.replay_capacity);
+        s.next_offset = oldest + payloads.len() as u64;
+        s.ring = payloads.into_iter().skip(skip).collect();
     }
 
     /// (tail, oldest retained) of a stream, if it exists.
@@ -671,6 +718,49 @@ mod tests {
         }
         assert_eq!(slow.queue.stats.dropped_events.load(Ordering::Relaxed), 4);
         assert_eq!(ps.metrics.dropped_events.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn snapshot_and_restore_keep_offsets() {
+        let ps = pubsub(|s| s.replay_capacity = 3);
+        ps.publish(&key(), &payloads(5), Instant::now())
+            .expect("publish");
+        let snap = ps.snapshot();
+        assert_eq!(snap, vec![(key(), 2, payloads(5)[2..].to_vec())]);
+        let restored = pubsub(|s| s.replay_capacity = 3);
+        for (k, oldest, p) in snap {
+            restored.restore(k, oldest, p);
+        }
+        assert_eq!(restored.offsets(&key()), Some((5, 2)));
+        let sub = restored
+            .subscribe(&key(), 1, StartPosition::Offset(3), true)
+            .expect("resume");
+        assert_eq!(sub.replay_events, 2);
+        assert_eq!(
+            restored
+                .publish(&key(), &payloads(1), Instant::now())
+                .expect("publish")
+                .first_offset,
+            5
+        );
+    }
+
+    #[test]
+    fn a_drain_refuses_new_publishes_and_flushes_accepted_ones() {
+        let ps = pubsub(|s| s.batch_linger = Duration::from_secs(1));
+        let sub = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        ps.publish(&key(), &payloads(2), Instant::now())
+            .expect("accepted before the drain");
+        ps.begin_drain();
+        assert_eq!(
+            ps.publish(&key(), &payloads(1), Instant::now()).err(),
+            Some(PublishError::ShuttingDown)
+        );
+        ps.flush_all();
+        ps.close_all();
+        assert_eq!(sub.queue.try_pop().map(|b| b.events), Some(2));
     }
 
     #[test]

@@ -125,8 +125,8 @@ impl RunningBroker {
     pub async fn shutdown(self) {
         self.accept.abort();
         self.endpoint.set_server_config(None);
-        // Let stream tasks answer what they have already read.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Refuse new publishes first, so everything acked is in the flush.
+        self.core.pubsub.begin_drain();
         self.core.pubsub.flush_all();
         self.core.pubsub.close_all();
         self.writers.close();
