@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
 use felix_wire::StartPosition;
 
+mod soak;
+
 /// Talk to a felix-wire broker: publish, subscribe, cache.
 ///
 /// Defaults reach a `felix-broker` started with no arguments in the same
@@ -109,6 +111,23 @@ enum Command {
     Cache {
         #[command(subcommand)]
         op: CacheOp,
+    },
+    /// Mixed pub/sub + cache load for a duration; every published event is
+    /// accounted for at every subscriber (exit 1 if any is unaccounted or
+    /// any operation failed).
+    Soak {
+        /// How long to publish, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Subscribers reading the soak stream.
+        #[arg(long, default_value_t = 4)]
+        subscribers: usize,
+        /// Events per published batch.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Payload bytes per event.
+        #[arg(long, default_value_t = 128)]
+        payload: usize,
     },
 }
 
@@ -259,6 +278,54 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Soak {
+            seconds,
+            subscribers,
+            batch,
+            payload,
+        } => {
+            eprintln!(
+                "felix: soaking {} for {seconds} s with {subscribers} subscribers...",
+                cli.addr
+            );
+            let report = soak::run(
+                &client,
+                ns,
+                Duration::from_secs(seconds),
+                subscribers,
+                batch,
+                payload,
+            )
+            .await;
+            if cli.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "soak: {:.0} s, {} events published ({:.0}/s), {} subscribers delivered {:?} (gaps {:?}), {} unaccounted; {} cache ops, {} mismatches; {} errors{}",
+                    report.seconds,
+                    report.published,
+                    report.published as f64 / report.seconds.max(0.001),
+                    report.subscribers,
+                    report.delivered_per_subscriber,
+                    report.gaps_per_subscriber,
+                    report.unaccounted,
+                    report.cache_ops,
+                    report.cache_mismatches,
+                    report.errors,
+                    report.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+                );
+            }
+            if report.unaccounted == 0 && report.errors == 0 && report.cache_mismatches == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Cache {
             op:
