@@ -48,7 +48,7 @@ impl Embedded {
         let target = Target {
             addr: broker.local_addr(),
             server_name: "localhost".into(),
-            trust: Trust::Certs(material.certs.clone()),
+            trust: Trust::CertificateFile(material.cert_path.clone()),
             tenant: "t1".into(),
             token: "dev".into(),
         };

@@ -315,8 +315,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 return Ok(true);
             }
             let trust = match (&b.cert, b.insecure) {
-                (Some(p), _) => Trust::from_pem_file(p)?,
-                (None, _) => Trust::Insecure,
+                (Some(p), _) => felix_conformance::peer::trust_pem_file(p)?,
+                (None, _) => Trust::InsecureSkipVerify,
             };
             let cfg = LiveConfig {
                 target: Target {

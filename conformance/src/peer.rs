@@ -9,98 +9,21 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use felix_wire::{Auth, Frame, FrameDecoder, Message, KNOWN_FLAGS};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-/// How the peer trusts the broker's certificate.
-#[derive(Debug, Clone)]
-pub enum Trust {
-    /// These certificates (PEM-loaded).
-    Certs(Vec<CertificateDer<'static>>),
-    /// Anything (for brokers whose certificate you do not have).
-    Insecure,
-}
+pub use felix_client::Trust;
 
-impl Trust {
-    /// Loads a PEM file.
-    pub fn from_pem_file(path: &Path) -> Result<Trust, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("{}: no certificate in the file", path.display()));
-        }
-        Ok(Trust::Certs(certs))
-    }
-}
-
-#[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// Loads a PEM file of certificates to trust (checked now, so a bad path is
+/// a usage error rather than a failed case).
+pub fn trust_pem_file(path: &Path) -> Result<Trust, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    felix_client::tls::rustls_config(&Trust::CertificatePem(pem.clone()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Trust::CertificatePem(pem))
 }
 
 /// A quinn client configuration; `alpn` only to test that it is refused.
 pub fn client_config(trust: &Trust, alpn: Option<&[u8]>) -> Result<quinn::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?;
-    let mut tls = match trust {
-        Trust::Certs(certs) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certs {
-                roots.add(c.clone()).map_err(|e| e.to_string())?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        Trust::Insecure => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
-            .with_no_client_auth(),
-    };
+    let mut tls = felix_client::tls::rustls_config(trust).map_err(|e| e.to_string())?;
     if let Some(p) = alpn {
         tls.alpn_protocols = vec![p.to_vec()];
     }
