@@ -39,6 +39,8 @@ counters! {
     handshakes_failed: "counter",
     /// Streams accepted from clients.
     streams_accepted: "counter",
+    /// Client streams being served now.
+    streams_open: "gauge",
     /// Frames received.
     frames_received: "counter",
     /// Bytes received in frames.

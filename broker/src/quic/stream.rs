@@ -53,16 +53,34 @@ pub(crate) fn schedule_flush(ctx: &ConnectionContext, key: StreamKey, at: Instan
 pub(crate) async fn run(
     ctx: ConnectionContext,
     role: Role,
-    mut send: Option<SendStream>,
-    mut recv: RecvStream,
+    send: Option<SendStream>,
+    recv: RecvStream,
 ) {
     ctx.core
         .metrics
         .streams_accepted
         .fetch_add(1, Ordering::Relaxed);
+    ctx.core
+        .metrics
+        .streams_open
+        .fetch_add(1, Ordering::Relaxed);
+    serve(&ctx, role, send, recv).await;
+    ctx.core
+        .metrics
+        .streams_open
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve(
+    ctx: &ConnectionContext,
+    role: Role,
+    mut send: Option<SendStream>,
+    mut recv: RecvStream,
+) {
     let mut session = Session::new(role);
     let mut decoder = FrameDecoder::with_max_frame_bytes(ctx.max_frame_bytes);
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Grows with what arrives: an idle or abandoned stream costs no buffer.
+    let mut buf = BytesMut::new();
     let mut replies: Vec<Bytes> = Vec::new();
     loop {
         // Handle every whole frame already buffered.
@@ -80,7 +98,7 @@ pub(crate) async fn run(
                 match output {
                     Output::Send(b) => replies.push(b),
                     Output::Close => close = true,
-                    Output::FlushAt(key, at) => schedule_flush(&ctx, key, at),
+                    Output::FlushAt(key, at) => schedule_flush(ctx, key, at),
                     Output::Wait(queues) => {
                         flush_replies(&mut send, &mut replies).await;
                         for q in queues {
@@ -89,7 +107,7 @@ pub(crate) async fn run(
                     }
                     Output::Subscribe(sub) => {
                         flush_replies(&mut send, &mut replies).await;
-                        start_subscription(&ctx, sub, &mut replies).await;
+                        start_subscription(ctx, sub, &mut replies).await;
                         close = true;
                     }
                 }
