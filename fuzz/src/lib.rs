@@ -49,17 +49,28 @@ fn decode_all(data: &[u8]) -> (Vec<Frame>, Option<DecodeError>) {
 }
 
 fn assert_reencodes(frame: &Frame) {
-    let bytes = frame.to_bytes().expect("a decoded frame always has a wire form");
+    let bytes = frame
+        .to_bytes()
+        .expect("a decoded frame always has a wire form");
     let (again, rest) = Frame::decode(bytes.clone()).expect("our own encoding decodes");
     assert!(rest.is_empty());
-    assert_eq!(&again, frame, "decode -> encode -> decode changed the frame");
-    assert_eq!(again.to_bytes().expect("encode"), bytes, "encoding is not stable");
+    assert_eq!(
+        &again, frame,
+        "decode -> encode -> decode changed the frame"
+    );
+    assert_eq!(
+        again.to_bytes().expect("encode"),
+        bytes,
+        "encoding is not stable"
+    );
 }
 
 /// Streaming decoder vs whole-buffer decoder. The first byte seeds the
 /// piece sizes.
 pub fn frame_stream(data: &[u8]) {
-    let Some((&seed, input)) = data.split_first() else { return };
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
     let (whole, whole_err) = decode_all(input);
     let mut decoder = FrameDecoder::with_max_frame_bytes(MAX_FRAME_BYTES);
     let mut buf = BytesMut::new();
@@ -84,9 +95,15 @@ pub fn frame_stream(data: &[u8]) {
             }
         }
     }
-    assert_eq!(streamed, whole, "streamed frames differ from whole-buffer frames");
+    assert_eq!(
+        streamed, whole,
+        "streamed frames differ from whole-buffer frames"
+    );
     match (&whole_err, &stream_err) {
-        (Some(w), None) => assert!(w.is_incomplete(), "whole buffer failed with {w} but the stream did not"),
+        (Some(w), None) => assert!(
+            w.is_incomplete(),
+            "whole buffer failed with {w} but the stream did not"
+        ),
         (Some(w), Some(s)) => assert_eq!(w.class(), s.class(), "whole: {w}; streamed: {s}"),
         (None, Some(s)) => panic!("only the stream failed: {s}"),
         (None, None) => {}
@@ -112,18 +129,30 @@ pub enum Layout {
 /// One binary payload decoder. For event batches the first byte's low bit
 /// selects the offsets variant.
 pub fn binary_payload(layout: Layout, data: &[u8]) {
-    let Some((&selector, payload)) = data.split_first() else { return };
-    let offsets = if selector & 1 == 1 { felix_wire::EVENT_BATCH_OFFSETS } else { 0 };
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
+    let offsets = if selector & 1 == 1 {
+        felix_wire::EVENT_BATCH_OFFSETS
+    } else {
+        0
+    };
     let flags = match layout {
         Layout::PublishBatch => felix_wire::BINARY_PUBLISH_BATCH,
-        Layout::AckedPublishBatch => felix_wire::BINARY_PUBLISH_BATCH | felix_wire::BINARY_PUBLISH_ACKED,
+        Layout::AckedPublishBatch => {
+            felix_wire::BINARY_PUBLISH_BATCH | felix_wire::BINARY_PUBLISH_ACKED
+        }
         Layout::PublishAck => felix_wire::BINARY_PUBLISH_ACK,
         Layout::EventBatch => felix_wire::BINARY_EVENT_BATCH | offsets,
         Layout::SharedEventBatch => felix_wire::BINARY_EVENT_BATCH_SHARED | offsets,
     };
     if let Ok(frame) = Frame::decode_payload(flags, Bytes::copy_from_slice(payload)) {
         let bytes = frame.to_bytes().expect("a decoded payload has a wire form");
-        assert_eq!(&bytes[12..], payload, "binary payloads must re-encode to the same bytes");
+        assert_eq!(
+            &bytes[12..],
+            payload,
+            "binary payloads must re-encode to the same bytes"
+        );
         assert_eq!(frame.flags(), flags);
     }
 }
@@ -133,7 +162,11 @@ pub fn json_message(data: &[u8]) {
     if let Ok(message) = Message::decode_json(data, 12) {
         let mut text = Vec::new();
         message.write_json(&mut text);
-        assert_eq!(text.len(), message.json_len(), "json_len disagrees with write_json");
+        assert_eq!(
+            text.len(),
+            message.json_len(),
+            "json_len disagrees with write_json"
+        );
         let again = Message::decode_json(&text, 12).expect("our own JSON decodes");
         assert_eq!(again, message, "JSON round trip changed the message");
     }
@@ -160,7 +193,8 @@ fn spec() -> &'static felix_codegen::spec::Spec {
     static SPEC: OnceLock<felix_codegen::spec::Spec> = OnceLock::new();
     SPEC.get_or_init(|| {
         let text = include_str!("../../spec/felix-wire.yaml");
-        felix_codegen::parse_spec("spec/felix-wire.yaml", text).unwrap_or_else(|e| panic!("the spec is invalid: {e}"))
+        felix_codegen::parse_spec("spec/felix-wire.yaml", text)
+            .unwrap_or_else(|e| panic!("the spec is invalid: {e}"))
     })
 }
 
@@ -175,17 +209,22 @@ const HEADER_CLASSES: &[ErrorClass] = &[
 
 /// The generated codec against the run-time interpreter of the spec.
 pub fn differential(data: &[u8]) {
-    let codec = Frame::decode_with_max(Bytes::copy_from_slice(data), MAX_FRAME_BYTES).map(|(f, _)| f.to_neutral());
+    let codec = Frame::decode_with_max(Bytes::copy_from_slice(data), MAX_FRAME_BYTES)
+        .map(|(f, _)| f.to_neutral());
     let interp = felix_codegen::interp_decode::decode(spec(), data, MAX_FRAME_BYTES);
     match (&codec, &interp) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "codec and interpreter decode different values"),
         (Err(e), Err((class, why))) => {
             // Header checks have a fixed order: their classes must agree.
-            if HEADER_CLASSES.contains(&e.class()) || HEADER_CLASSES.iter().any(|c| c.as_str() == *class) {
+            if HEADER_CLASSES.contains(&e.class())
+                || HEADER_CLASSES.iter().any(|c| c.as_str() == *class)
+            {
                 assert_eq!(e.class().as_str(), *class, "codec: {e}; interpreter: {why}");
             }
         }
-        (Ok(v), Err((class, why))) => panic!("the codec accepts {v} but the interpreter rejects it: {class} {why}"),
+        (Ok(v), Err((class, why))) => {
+            panic!("the codec accepts {v} but the interpreter rejects it: {class} {why}")
+        }
         (Err(e), Ok(v)) => panic!("the interpreter accepts {v} but the codec rejects it: {e}"),
     }
 }
@@ -225,7 +264,10 @@ fn answers(reply: &Frame, request_id: u64) -> bool {
 /// Arbitrary frames on arbitrary streams into the sans-IO broker core.
 pub fn broker_session(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let Ok(steps) = u.arbitrary_iter::<Step>().map(|it| it.take(64).filter_map(Result::ok).collect::<Vec<_>>()) else {
+    let Ok(steps) = u
+        .arbitrary_iter::<Step>()
+        .map(|it| it.take(64).filter_map(Result::ok).collect::<Vec<_>>())
+    else {
         return;
     };
     let settings = CoreSettings {
@@ -238,9 +280,16 @@ pub fn broker_session(data: &[u8]) {
         ..CoreSettings::default()
     };
     let core = Arc::new(Core::new(settings, Authenticator::Dev));
-    let roles = [Role::Control, Role::Control, Role::PublishOnly, Role::PublishOnly];
+    let roles = [
+        Role::Control,
+        Role::Control,
+        Role::PublishOnly,
+        Role::PublishOnly,
+    ];
     let mut sessions: Vec<Session> = roles.iter().map(|r| Session::new(*r)).collect();
-    let mut decoders: Vec<(FrameDecoder, BytesMut)> = (0..4).map(|_| (FrameDecoder::with_max_frame_bytes(4096), BytesMut::new())).collect();
+    let mut decoders: Vec<(FrameDecoder, BytesMut)> = (0..4)
+        .map(|_| (FrameDecoder::with_max_frame_bytes(4096), BytesMut::new()))
+        .collect();
     let mut subscriptions: Vec<Subscription> = Vec::new();
     let start = Instant::now();
     let mut clock = Duration::ZERO;
@@ -252,8 +301,15 @@ pub fn broker_session(data: &[u8]) {
             },
             Step::Raw(s, b) => (s, Bytes::from(b)),
             Step::Auth(s, flags) => {
-                let auth = felix_wire::Auth { tenant_id: "t1".into(), token: "t".into(), client_flags: flags.then_some(felix_wire::KNOWN_FLAGS) };
-                (s, Frame::from(Message::from(auth)).to_bytes().expect("encode"))
+                let auth = felix_wire::Auth {
+                    tenant_id: "t1".into(),
+                    token: "t".into(),
+                    client_flags: flags.then_some(felix_wire::KNOWN_FLAGS),
+                };
+                (
+                    s,
+                    Frame::from(Message::from(auth)).to_bytes().expect("encode"),
+                )
             }
             Step::Wait(ms) => {
                 clock += Duration::from_micros(u64::from(ms) * 10);
@@ -264,15 +320,23 @@ pub fn broker_session(data: &[u8]) {
         let (decoder, buf) = &mut decoders[i];
         buf.extend_from_slice(&bytes);
         loop {
-            let now = Now { instant: start + clock, unix: 1_700_000_000 };
+            let now = Now {
+                instant: start + clock,
+                unix: 1_700_000_000,
+            };
             let (outputs, expected) = match decoder.decode_envelope(buf) {
                 Ok(Some(raw)) => {
-                    let must_answer = roles[i] == Role::Control && sessions[i].negotiated_flags().is_some() && !sessions[i].is_closed();
+                    let must_answer = roles[i] == Role::Control
+                        && sessions[i].negotiated_flags().is_some()
+                        && !sessions[i].is_closed();
                     let expected = Frame::decode_payload(raw.header.flags, raw.payload.clone())
                         .ok()
                         .and_then(|f| acked_request(&f))
                         .filter(|_| must_answer);
-                    (sessions[i].on_frame(&core, raw.header.flags, raw.payload, now), expected)
+                    (
+                        sessions[i].on_frame(&core, raw.header.flags, raw.payload, now),
+                        expected,
+                    )
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -283,7 +347,11 @@ pub fn broker_session(data: &[u8]) {
             let mut sent = Vec::new();
             for o in outputs {
                 match o {
-                    Output::Send(b) => sent.push(Frame::decode(b).expect("the broker only writes valid frames").0),
+                    Output::Send(b) => sent.push(
+                        Frame::decode(b)
+                            .expect("the broker only writes valid frames")
+                            .0,
+                    ),
                     Output::Subscribe(s) => subscriptions.push(s),
                     Output::FlushAt(key, at) => {
                         let _ = core.pubsub.flush_due(&key, at, false);
@@ -292,19 +360,31 @@ pub fn broker_session(data: &[u8]) {
                 }
             }
             if roles[i] == Role::PublishOnly {
-                assert!(sent.is_empty(), "the broker wrote on a publish-only stream: {sent:?}");
+                assert!(
+                    sent.is_empty(),
+                    "the broker wrote on a publish-only stream: {sent:?}"
+                );
             }
             if let Some(request_id) = expected {
                 let acks = sent.iter().filter(|f| answers(f, request_id)).count();
-                let errors = sent.iter().filter(|f| matches!(f, Frame::Json(Message::Error(_)))).count();
-                assert!(acks == 1 || (acks == 0 && errors == 1), "acked publish {request_id} answered by {sent:?}");
+                let errors = sent
+                    .iter()
+                    .filter(|f| matches!(f, Frame::Json(Message::Error(_))))
+                    .count();
+                assert!(
+                    acks == 1 || (acks == 0 && errors == 1),
+                    "acked publish {request_id} answered by {sent:?}"
+                );
             }
             if sessions[i].is_closed() {
                 break;
             }
         }
         for s in &subscriptions {
-            assert!(s.queue.len() <= 4, "a subscriber queue grew past its capacity");
+            assert!(
+                s.queue.len() <= 4,
+                "a subscriber queue grew past its capacity"
+            );
         }
     }
 }
@@ -321,17 +401,28 @@ mod tests {
         ("frame_stream", frame_stream),
         ("json_message", json_message),
         ("publish_batch", |d| binary_payload(Layout::PublishBatch, d)),
-        ("acked_publish_batch", |d| binary_payload(Layout::AckedPublishBatch, d)),
+        ("acked_publish_batch", |d| {
+            binary_payload(Layout::AckedPublishBatch, d)
+        }),
         ("publish_ack", |d| binary_payload(Layout::PublishAck, d)),
         ("event_batch", |d| binary_payload(Layout::EventBatch, d)),
-        ("shared_event_batch", |d| binary_payload(Layout::SharedEventBatch, d)),
+        ("shared_event_batch", |d| {
+            binary_payload(Layout::SharedEventBatch, d)
+        }),
         ("roundtrip", roundtrip),
         ("differential", differential),
         ("broker_session", broker_session),
     ];
 
     fn files(dir: &Path) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect()).unwrap_or_default();
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
         out.sort();
         out
     }
@@ -344,8 +435,14 @@ mod tests {
         let mut total = 0;
         for (name, harness) in TARGETS {
             let corpus = files(&root.join("corpus").join(name));
-            assert!(!corpus.is_empty(), "fuzz/corpus/{name} is empty: seed it (see fuzz/README.md)");
-            for path in corpus.iter().chain(files(&root.join("regressions").join(name)).iter()) {
+            assert!(
+                !corpus.is_empty(),
+                "fuzz/corpus/{name} is empty: seed it (see fuzz/README.md)"
+            );
+            for path in corpus
+                .iter()
+                .chain(files(&root.join("regressions").join(name)).iter())
+            {
                 let data = std::fs::read(path).expect("read corpus file");
                 let result = std::panic::catch_unwind(|| harness(&data));
                 assert!(result.is_ok(), "{name}: {} fails", path.display());
