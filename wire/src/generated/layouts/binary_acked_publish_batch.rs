@@ -29,17 +29,17 @@ use crate::neutral::{self, NeutralError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BinaryAckedPublishBatch {
-    /// `request_id` (u64).
+    /// `request_id` (u64). Identifies the acked publish; the ack carries the same id.
     pub request_id: u64,
-    /// `ack_mode` (AckMode).
+    /// `ack_mode` (AckMode). per_message (1) or per_batch (2); the batch gets one ack either way.
     pub ack_mode: AckMode,
-    /// `tenant_id` (str16).
+    /// `tenant_id` (str16). Tenant of the stream.
     pub tenant_id: String,
-    /// `namespace` (str16).
+    /// `namespace` (str16). Namespace of the stream.
     pub namespace: String,
-    /// `stream` (str16).
+    /// `stream` (str16). Stream name.
     pub stream: String,
-    /// `payloads` (bytes32, one per `count`).
+    /// `payloads` (bytes32, one per `count`). The event payloads, in order.
     #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }

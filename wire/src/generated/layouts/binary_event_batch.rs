@@ -26,11 +26,11 @@ use crate::neutral::{self, NeutralError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BinaryEventBatch {
-    /// `subscription_id` (u64).
+    /// `subscription_id` (u64). The subscription the batch belongs to.
     pub subscription_id: u64,
-    /// `base_offset` (u64, present when `EVENT_BATCH_OFFSETS` is set).
+    /// `base_offset` (u64, present when `EVENT_BATCH_OFFSETS` is set). Offset of the first payload.
     pub base_offset: Option<u64>,
-    /// `payloads` (bytes32, one per `count`).
+    /// `payloads` (bytes32, one per `count`). The event payloads, in order.
     #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }

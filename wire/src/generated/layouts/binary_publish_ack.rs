@@ -25,11 +25,11 @@ use crate::neutral::{self, NeutralError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BinaryPublishAck {
-    /// `status` (AckStatus).
+    /// `status` (AckStatus). ok (0) or error (1).
     pub status: AckStatus,
-    /// `request_id` (u64).
+    /// `request_id` (u64). Identifies the acked publish; the ack carries the same id.
     pub request_id: u64,
-    /// `message` (str16).
+    /// `message` (str16). Empty when ok; the error text, cut to 512 bytes.
     pub message: String,
 }
 

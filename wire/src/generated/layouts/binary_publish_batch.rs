@@ -27,13 +27,13 @@ use crate::neutral::{self, NeutralError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct BinaryPublishBatch {
-    /// `tenant_id` (str16).
+    /// `tenant_id` (str16). Tenant of the stream.
     pub tenant_id: String,
-    /// `namespace` (str16).
+    /// `namespace` (str16). Namespace of the stream.
     pub namespace: String,
-    /// `stream` (str16).
+    /// `stream` (str16). Stream name.
     pub stream: String,
-    /// `payloads` (bytes32, one per `count`).
+    /// `payloads` (bytes32, one per `count`). The event payloads, in order.
     #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::bytes_list))]
     pub payloads: Vec<Bytes>,
 }
