@@ -244,7 +244,11 @@ impl PubSub {
         };
         let full = s.pending.len() >= self.settings.batch_max_events
             || s.pending_bytes >= self.settings.batch_max_bytes;
-        if full || self.settings.batch_linger.is_zero() {
+        // Lingering only pays while writers are busy: if every subscriber's
+        // queue is empty, nothing would share the batch's write anyway, so
+        // deliver now (low latency when idle, batching under load).
+        let idle = s.subscribers.iter().all(|sub| sub.queue.is_empty());
+        if full || idle || self.settings.batch_linger.is_zero() {
             out.wait_for = self.flush_locked(&mut s);
         } else if starts_batch {
             // One timer per pending batch: only the publish that starts it
@@ -619,14 +623,23 @@ mod tests {
             .subscribe(&key(), 1, StartPosition::Latest, false)
             .expect("sub");
         let t0 = Instant::now();
+        // An idle subscriber gets a single event at once.
+        assert!(ps
+            .publish(&key(), &payloads(1), t0)
+            .expect("publish")
+            .flush_at
+            .is_none());
+        assert_eq!(sub.queue.len(), 1, "delivered without lingering");
+        // With its writer busy (a batch still queued), events linger to share a batch.
         let out = ps.publish(&key(), &payloads(1), t0).expect("publish");
         assert_eq!(out.flush_at, Some(t0 + Duration::from_micros(250)));
         let out = ps.publish(&key(), &payloads(1), t0).expect("publish");
         assert_eq!(out.flush_at, None, "the batch already has a timer");
-        assert!(sub.queue.is_empty(), "still lingering");
+        assert_eq!(sub.queue.len(), 1, "still lingering");
         let (_, next) = ps.flush_due(&key(), t0 + Duration::from_micros(100), false);
         assert_eq!(next, Some(t0 + Duration::from_micros(250)));
         ps.flush_due(&key(), t0 + Duration::from_micros(250), false);
+        assert_eq!(sub.queue.try_pop().map(|b| b.events), Some(1));
         assert_eq!(sub.queue.try_pop().map(|b| b.events), Some(2));
         // Reaching the event limit flushes at once.
         ps.publish(&key(), &payloads(3), t0).expect("publish");

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
 use felix_wire::StartPosition;
 
+mod bench;
 mod soak;
 
 /// Talk to a felix-wire broker: publish, subscribe, cache.
@@ -112,6 +113,11 @@ enum Command {
         #[command(subcommand)]
         op: CacheOp,
     },
+    /// Benchmarks that reproduce Felix's demos (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
     /// Mixed pub/sub + cache load for a duration; every published event is
     /// accounted for at every subscriber (exit 1 if any is unaccounted or
     /// any operation failed).
@@ -129,6 +135,12 @@ enum Command {
         #[arg(long, default_value_t = 128)]
         payload: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchKind {
+    /// Publish-to-delivery latency and throughput (Felix's latency demo).
+    Latency(bench::LatencyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,7 +181,83 @@ fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, String> {
+    let mut embedded = None;
+    let config = if args.embedded {
+        let (broker, config, dir) = bench::embedded_broker().await?;
+        embedded = Some((broker, dir));
+        config
+    } else {
+        ClientConfig::new(
+            cli.addr,
+            cli.server_name.clone(),
+            trust(cli)?,
+            cli.tenant.clone(),
+            cli.token.clone(),
+        )
+    };
+    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let mut results = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.results)
+        .map_err(|e| format!("{}: {e}", args.results.display()))?;
+    println!(
+        "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}",
+        "fanout",
+        "batch",
+        "payload",
+        "mode",
+        "p50 us",
+        "p99 us",
+        "p999 us",
+        "publish msg/s",
+        "delivered msg/s",
+        "unaccounted"
+    );
+    for run in args.runs() {
+        let r = bench::latency(&client, &cli.namespace, &run).await?;
+        println!(
+            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}",
+            r.fanout,
+            r.batch,
+            r.payload,
+            if r.binary { "binary" } else { "acked" },
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.publish_msgs_per_s,
+            r.delivered_msgs_per_s,
+            r.unaccounted
+        );
+        let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
+    }
+    client.close().await;
+    if let Some((broker, dir)) = embedded {
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trust(cli: &Cli) -> Result<Trust, String> {
+    if cli.insecure {
+        eprintln!("felix: warning: --insecure accepts any certificate");
+        return Ok(Trust::InsecureSkipVerify);
+    }
+    if !cli.cert.exists() {
+        return Err(format!("certificate {} not found: start felix-broker in this directory, pass --cert, or --insecure", cli.cert.display()));
+    }
+    Ok(Trust::CertificateFile(cli.cert.clone()))
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, String> {
+    if let Command::Bench {
+        kind: BenchKind::Latency(args),
+    } = &cli.command
+    {
+        return run_bench(&cli, args).await;
+    }
     let trust = if cli.insecure {
         eprintln!("felix: warning: --insecure accepts any certificate");
         Trust::InsecureSkipVerify
@@ -279,6 +367,8 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             ExitCode::SUCCESS
         }
+        // Answered before connecting (it may start its own broker).
+        Command::Bench { .. } => return Err("bench runs before connecting".into()),
         Command::Soak {
             seconds,
             subscribers,

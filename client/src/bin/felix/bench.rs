@@ -1,0 +1,281 @@
+//! `felix bench latency`: Felix's latency demo, reproduced so figures
+//! compare like for like: each payload is a 16-byte big-endian u128
+//! nanosecond timestamp plus N zero bytes; p50/p99/p999 over the primary
+//! subscriber (sorted, index round((n-1)p)); throughput = messages / time
+//! to the last delivery at the primary subscriber; delivered msg/s across
+//! all subscribers; unaccounted = expected - delivered.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
+use felix_wire::StartPosition;
+
+/// One latency run's parameters.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LatencyArgs {
+    /// Subscribers.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) fanout: usize,
+    /// Events per publish.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) batch: usize,
+    /// Zero bytes after the 16-byte timestamp.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) payload: usize,
+    /// Measured events.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) total: usize,
+    /// Events published before measuring.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) warmup: usize,
+    /// Unacked binary publishes (0x0001); otherwise acked, one in flight.
+    #[arg(long)]
+    pub(crate) binary: bool,
+    /// Run the reference broker in this process (like Felix's demos).
+    #[arg(long)]
+    pub(crate) embedded: bool,
+    /// Run the matrix fanout {1,10} x batch {1,64} x payload {0,1024,4096}.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Append each run's figures as a JSON line to this file.
+    #[arg(long, default_value = "bench-results.jsonl")]
+    pub(crate) results: std::path::PathBuf,
+}
+
+impl LatencyArgs {
+    /// The runs to make: this one, or the whole matrix with `--all`.
+    pub(crate) fn runs(&self) -> Vec<LatencyArgs> {
+        if !self.all {
+            return vec![self.clone()];
+        }
+        let mut out = Vec::new();
+        for fanout in [1, 10] {
+            for batch in [1, 64] {
+                for payload in [0, 1024, 4096] {
+                    out.push(LatencyArgs {
+                        fanout,
+                        batch,
+                        payload,
+                        all: false,
+                        ..self.clone()
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A latency run's figures.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct LatencyReport {
+    pub(crate) fanout: usize,
+    pub(crate) batch: usize,
+    pub(crate) payload: usize,
+    pub(crate) binary: bool,
+    pub(crate) total: usize,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    pub(crate) publish_msgs_per_s: f64,
+    pub(crate) delivered_msgs_per_s: f64,
+    pub(crate) unaccounted: u64,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn stamped(payload: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(16 + payload);
+    b.put_u128(now_ns());
+    b.put_bytes(0, payload);
+    b.freeze()
+}
+
+fn percentile(sorted: &[u128], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Starts the reference broker in-process on an ephemeral port with a
+/// throwaway certificate; returns it and a client configuration for it.
+pub(crate) async fn embedded_broker() -> Result<
+    (
+        felix_broker::quic::RunningBroker,
+        ClientConfig,
+        std::path::PathBuf,
+    ),
+    String,
+> {
+    use felix_broker::core::{auth::Authenticator, Core, CoreSettings};
+    use felix_broker::quic::{RunningBroker, ShellLimits};
+    use felix_broker::tls::{self, TransportSettings};
+    let dir = std::env::temp_dir().join(format!("felix-bench-{}", std::process::id()));
+    let material = tls::load_or_create_dev(&dir).map_err(|e| e.to_string())?;
+    let transport = TransportSettings {
+        max_streams_per_connection: 1024,
+        keep_alive: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+    };
+    let server = tls::server_config(&material, &transport).map_err(|e| e.to_string())?;
+    // Lossless for measurement: a subscriber queue deep enough for the run.
+    let settings = CoreSettings {
+        queue_capacity: 1 << 16,
+        ..CoreSettings::default()
+    };
+    let limits = ShellLimits {
+        max_connections: 10_000,
+        max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
+        drain_timeout: Duration::from_secs(5),
+    };
+    let addr = "127.0.0.1:0".parse().map_err(|_| "address")?;
+    let broker = RunningBroker::start(
+        addr,
+        server,
+        Arc::new(Core::new(settings, Authenticator::Dev)),
+        limits,
+    )
+    .map_err(|e| e.to_string())?;
+    let config = ClientConfig::new(
+        broker.local_addr(),
+        "localhost",
+        Trust::CertificateFile(material.cert_path.clone()),
+        "t1",
+        "bench",
+    );
+    Ok((broker, config, dir))
+}
+
+/// Runs the latency workload.
+pub(crate) async fn latency(
+    client: &Client,
+    namespace: &str,
+    args: &LatencyArgs,
+) -> Result<LatencyReport, String> {
+    let stream = format!("bench-{}-{}", std::process::id(), now_ns() % 1_000_000);
+    let expected = args.warmup + args.total;
+    let mut readers = Vec::new();
+    for i in 0..args.fanout.max(1) {
+        let mut sub = client
+            .subscribe(namespace, &stream, StartPosition::Latest)
+            .await
+            .map_err(|e| e.to_string())?;
+        let primary = i == 0;
+        let warmup = args.warmup;
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(if primary { expected } else { 0 });
+            let mut seen = 0usize;
+            let mut last = Instant::now();
+            while seen < expected {
+                match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                    Ok(Some(Ok(SubscriptionItem::Event(e)))) => {
+                        if primary && seen >= warmup && e.payload.len() >= 16 {
+                            let sent =
+                                u128::from_be_bytes(e.payload[..16].try_into().unwrap_or([0; 16]));
+                            latencies.push(now_ns().saturating_sub(sent));
+                        }
+                        seen += 1;
+                        last = Instant::now();
+                    }
+                    Ok(Some(Ok(SubscriptionItem::Gap { .. }))) => {}
+                    _ => break,
+                }
+            }
+            (seen, latencies, last)
+        }));
+    }
+    let mut sent = 0usize;
+    let mut start = Instant::now();
+    let mut measuring = false;
+    while sent < expected {
+        if !measuring && sent >= args.warmup {
+            measuring = true;
+            start = Instant::now();
+        }
+        let n = args.batch.max(1).min(expected - sent);
+        let payloads: Vec<Bytes> = (0..n).map(|_| stamped(args.payload)).collect();
+        let ack = if args.binary {
+            Ack::None
+        } else {
+            Ack::PerMessage
+        };
+        let result = if n == 1 {
+            client
+                .publish(
+                    namespace,
+                    &stream,
+                    payloads.into_iter().next().unwrap_or_default(),
+                    ack,
+                )
+                .await
+        } else {
+            client
+                .publish_batch(namespace, &stream, payloads, ack)
+                .await
+        };
+        result.map_err(|e| e.to_string())?;
+        sent += n;
+    }
+    let publish_done = start.elapsed();
+    let mut delivered = 0u64;
+    let mut primary = None;
+    for r in readers {
+        let (seen, latencies, last) = r.await.map_err(|e| e.to_string())?;
+        delivered += seen.saturating_sub(args.warmup) as u64;
+        if primary.is_none() {
+            primary = Some((latencies, last));
+        }
+    }
+    let (mut latencies, last) = primary.unwrap_or_else(|| (Vec::new(), Instant::now()));
+    latencies.sort_unstable();
+    let to_last = last
+        .saturating_duration_since(start)
+        .max(publish_done)
+        .as_secs_f64()
+        .max(1e-9);
+    let fanout = args.fanout.max(1);
+    Ok(LatencyReport {
+        fanout,
+        batch: args.batch,
+        payload: args.payload,
+        binary: args.binary,
+        total: args.total,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        p999_us: percentile(&latencies, 0.999),
+        publish_msgs_per_s: args.total as f64 / to_last,
+        delivered_msgs_per_s: delivered as f64 / to_last,
+        unaccounted: (args.total * fanout) as u64 - delivered.min((args.total * fanout) as u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_rounded_indices() {
+        let v: Vec<u128> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 501.0); // round(999 * 0.5) = 500 -> 501 us
+        assert_eq!(percentile(&v, 0.99), 990.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn payloads_carry_a_big_endian_timestamp() {
+        let b = stamped(4);
+        assert_eq!(b.len(), 20);
+        let ts = u128::from_be_bytes(b[..16].try_into().expect("16 bytes"));
+        assert!(now_ns() - ts < 1_000_000_000);
+        assert_eq!(&b[16..], &[0, 0, 0, 0]);
+    }
+}
