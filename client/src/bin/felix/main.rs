@@ -183,7 +183,7 @@ fn b64(b: &[u8]) -> String {
 
 async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, String> {
     let mut embedded = None;
-    let config = if args.embedded {
+    let mut config = if args.embedded {
         let (broker, config, dir) = bench::embedded_broker().await?;
         embedded = Some((broker, dir));
         config
@@ -196,6 +196,15 @@ async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, Str
             cli.token.clone(),
         )
     };
+    // Like Felix's demos: a pool of event connections, so subscribers do
+    // not all share one connection's congestion window and crypto.
+    config.event_connections = args
+        .runs()
+        .iter()
+        .map(|r| r.fanout)
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 8);
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     let mut results = std::fs::OpenOptions::new()
         .create(true)
