@@ -279,3 +279,107 @@ mod tests {
         assert_eq!(&b[16..], &[0, 0, 0, 0]);
     }
 }
+
+/// `felix bench cache` parameters (Felix's cache demo: 8 connections x 4
+/// streams, one request in flight per stream, 1024 keys).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CacheArgs {
+    /// Connections.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) connections: usize,
+    /// Request streams per connection (one request in flight on each).
+    #[arg(long, default_value_t = 4)]
+    pub(crate) streams: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) keys: usize,
+    /// Value sizes to run, bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0usize, 64, 256, 1024, 4096])]
+    pub(crate) sizes: Vec<usize>,
+    /// Operations per (size, operation) pair.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) ops: usize,
+    /// Run the reference broker in this process.
+    #[arg(long)]
+    pub(crate) embedded: bool,
+    /// Append each run's figures as a JSON line to this file.
+    #[arg(long, default_value = "bench-results.jsonl")]
+    pub(crate) results: std::path::PathBuf,
+}
+
+/// One cache run's figures.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct CacheReport {
+    pub(crate) op: &'static str,
+    pub(crate) size: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) ops_per_s: f64,
+    pub(crate) errors: u64,
+}
+
+/// Runs put, get_hit and get_miss for one value size over `clients`.
+pub(crate) async fn cache(
+    clients: &[Client],
+    namespace: &str,
+    args: &CacheArgs,
+    size: usize,
+) -> Vec<CacheReport> {
+    let mut out = Vec::new();
+    for op in ["put", "get_hit", "get_miss"] {
+        let workers = clients.len() * args.streams.max(1);
+        let per_worker = args.ops.div_ceil(workers);
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let client = clients[w % clients.len()].clone();
+            let ns = namespace.to_string();
+            let keys = args.keys.max(1);
+            let value = Bytes::from(vec![7u8; size]);
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per_worker);
+                let mut errors = 0u64;
+                for i in 0..per_worker {
+                    let key = format!("k{}", (w * per_worker + i) % keys);
+                    let t = Instant::now();
+                    let ok = match op {
+                        "put" => client
+                            .cache_put(&ns, "bench", &key, value.clone(), None)
+                            .await
+                            .is_ok(),
+                        "get_hit" => {
+                            matches!(client.cache_get(&ns, "bench", &key).await, Ok(Some(_)))
+                        }
+                        _ => matches!(client.cache_get(&ns, "bench-miss", &key).await, Ok(None)),
+                    };
+                    lat.push(t.elapsed().as_nanos());
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            if let Ok((lat, e)) = t.await {
+                all.extend(lat);
+                errors += e;
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        all.sort_unstable();
+        out.push(CacheReport {
+            op,
+            size,
+            concurrency: workers,
+            p50_us: percentile(&all, 0.5),
+            p99_us: percentile(&all, 0.99),
+            ops_per_s: all.len() as f64 / secs,
+            errors,
+        });
+    }
+    out
+}

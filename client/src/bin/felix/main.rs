@@ -141,6 +141,8 @@ enum Command {
 enum BenchKind {
     /// Publish-to-delivery latency and throughput (Felix's latency demo).
     Latency(bench::LatencyArgs),
+    /// Cache put / get_hit / get_miss latency and throughput (Felix's cache demo).
+    Cache(bench::CacheArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,12 +262,64 @@ fn trust(cli: &Cli) -> Result<Trust, String> {
     Ok(Trust::CertificateFile(cli.cert.clone()))
 }
 
+async fn run_cache_bench(cli: &Cli, args: &bench::CacheArgs) -> Result<ExitCode, String> {
+    let mut embedded = None;
+    let config = if args.embedded {
+        let (broker, config, dir) = bench::embedded_broker().await?;
+        embedded = Some((broker, dir));
+        config
+    } else {
+        ClientConfig::new(
+            cli.addr,
+            cli.server_name.clone(),
+            trust(cli)?,
+            cli.tenant.clone(),
+            cli.token.clone(),
+        )
+    };
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let mut c = config.clone();
+        c.cache_streams = args.streams.max(1);
+        clients.push(Client::connect(c).await.map_err(|e| e.to_string())?);
+    }
+    let mut results = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.results)
+        .map_err(|e| format!("{}: {e}", args.results.display()))?;
+    println!(
+        "{:>9} {:>6} {:>11} {:>9} {:>9} {:>10} {:>7}",
+        "op", "size", "concurrency", "p50 us", "p99 us", "ops/s", "errors"
+    );
+    for size in &args.sizes {
+        for r in bench::cache(&clients, &cli.namespace, args, *size).await {
+            println!(
+                "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}",
+                r.op, r.size, r.concurrency, r.p50_us, r.p99_us, r.ops_per_s, r.errors
+            );
+            let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
+        }
+    }
+    for c in &clients {
+        c.close().await;
+    }
+    if let Some((broker, dir)) = embedded {
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, String> {
-    if let Command::Bench {
-        kind: BenchKind::Latency(args),
-    } = &cli.command
-    {
-        return run_bench(&cli, args).await;
+    match &cli.command {
+        Command::Bench {
+            kind: BenchKind::Latency(args),
+        } => return run_bench(&cli, args).await,
+        Command::Bench {
+            kind: BenchKind::Cache(args),
+        } => return run_cache_bench(&cli, args).await,
+        _ => {}
     }
     let trust = if cli.insecure {
         eprintln!("felix: warning: --insecure accepts any certificate");
