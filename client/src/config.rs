@@ -28,21 +28,24 @@ pub struct ClientConfig {
     pub tenant_id: String,
     /// Token sent in every `auth`.
     pub token: String,
-    /// Bidirectional streams used for acked publishes.
+    /// Pooled streams for publishes: this many bidirectional streams for
+    /// acked publishes and as many unidirectional ones for unacked
+    /// publishes (0 is taken as 1).
     pub publish_streams: usize,
-    /// Bidirectional streams used for cache requests.
+    /// Pooled bidirectional streams for cache requests (0 is taken as 1).
     pub cache_streams: usize,
-    /// Connections dedicated to subscriptions (event streams).
+    /// Connections dedicated to subscriptions (event streams), used round
+    /// robin (0 is taken as 1).
     pub event_connections: usize,
-    /// QUIC keep-alive interval.
+    /// QUIC keep-alive interval (keeps quiet subscriptions alive).
     pub keep_alive: Duration,
-    /// Handshake timeout.
+    /// Time allowed to establish a connection, retries included.
     pub connect_timeout: Duration,
-    /// Time allowed for one request's reply.
+    /// Time allowed for one request: writing it and reading its reply.
     pub request_timeout: Duration,
-    /// First reconnect delay.
+    /// First delay between connection attempts.
     pub reconnect_initial_backoff: Duration,
-    /// Longest reconnect delay.
+    /// Longest delay between connection attempts (the delay doubles).
     pub reconnect_max_backoff: Duration,
     /// Largest frame payload accepted from the broker.
     pub max_frame_bytes: u32,
@@ -75,5 +78,33 @@ impl ClientConfig {
             reconnect_max_backoff: Duration::from_secs(5),
             max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = ClientConfig::new(
+            "127.0.0.1:5000".parse().expect("literal address"),
+            "localhost",
+            Trust::InsecureSkipVerify,
+            "t1",
+            "dev",
+        );
+        assert_eq!(c.server_name, "localhost");
+        assert_eq!((c.tenant_id.as_str(), c.token.as_str()), ("t1", "dev"));
+        assert_eq!(c.publish_streams, 4);
+        assert_eq!(c.cache_streams, 4);
+        assert_eq!(c.event_connections, 1);
+        assert_eq!(c.keep_alive, Duration::from_secs(5));
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.reconnect_initial_backoff, Duration::from_millis(100));
+        assert_eq!(c.reconnect_max_backoff, Duration::from_secs(5));
+        assert_eq!(c.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.max_frame_bytes, felix_wire::DEFAULT_MAX_FRAME_BYTES);
     }
 }

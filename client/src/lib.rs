@@ -1,13 +1,13 @@
-//! `felix-client`: the reference felix-wire client.
+//! `felix-client`: the reference felix-wire v1 client over QUIC.
 //!
 //! ```no_run
 //! use bytes::Bytes;
-//! use felix_client::{Ack, Client, ClientConfig, Trust};
+//! use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
 //! use felix_wire::StartPosition;
 //!
 //! # async fn demo() -> Result<(), felix_client::ClientError> {
 //! let config = ClientConfig::new(
-//!     "127.0.0.1:5000".parse().expect("address"),
+//!     "127.0.0.1:5000".parse().expect("a literal address"),
 //!     "localhost",
 //!     Trust::CertificateFile(".felix/tls/cert.pem".into()),
 //!     "t1",
@@ -16,34 +16,62 @@
 //! let client = Client::connect(config).await?;
 //! let mut sub = client.subscribe("default", "orders", StartPosition::Latest).await?;
 //! client.publish("default", "orders", Bytes::from_static(b"hello"), Ack::PerMessage).await?;
-//! if let Some(event) = sub.next_event().await {
-//!     println!("{:?}", event?);
+//! match sub.next().await {
+//!     Some(Ok(SubscriptionItem::Event(event))) => println!("{:?} {:?}", event.offset, event.payload),
+//!     Some(Ok(SubscriptionItem::Gap { expected, got })) => println!("missed {expected}..{got}"),
+//!     Some(Err(e)) => return Err(e),
+//!     None => println!("the broker ended the subscription"),
 //! }
 //! client.cache_put("default", "sessions", "k1", Bytes::from_static(b"v"), None).await?;
 //! assert_eq!(client.cache_get("default", "sessions", "k1").await?.as_deref(), Some(&b"v"[..]));
+//! client.close().await;
 //! # Ok(())
 //! # }
 //! ```
 //!
+//! # How it uses the protocol
+//!
+//! - One QUIC connection carries control, publish and cache streams;
+//!   [`ClientConfig::event_connections`] more carry subscriptions. TLS 1.3,
+//!   never any ALPN, keep-alives on. A lost connection is re-established
+//!   (exponential backoff) by the next operation; a live [`Subscription`]
+//!   ends with an error instead.
+//! - Every stream the client opens starts with its own `auth` advertising
+//!   every known flag; the broker's answer sets [`Client::server_flags`].
+//! - Publishes use binary frames when the broker advertised them, JSON
+//!   otherwise ([`publish_encoding`]); unacked ones go on pooled
+//!   unidirectional streams, acked ones on pooled bidirectional streams
+//!   with several requests in flight, replies matched in order.
+//! - Cache requests use pooled bidirectional streams the same way.
+//! - Each subscription has its own control stream and a broker-opened
+//!   event stream, routed by the id in its `event_stream_hello`.
+//!
 //! # Layout
 //!
-//! - [`config`]: [`ClientConfig`] and [`Trust`].
-//! - [`client`]: [`Client`]: connections with reconnect and backoff, pools
-//!   of publish, cache and publish-only streams, event connections.
-//! - [`stream`](crate::stream) (private): frame reading, per-stream auth,
-//!   request streams with in-order reply matching.
-//! - [`subscription`]: [`Subscription`] events and gap detection.
-//! - [`tls`]: the quinn/rustls configuration (never any ALPN).
-//! - [`error`]: the [`ClientError`] type.
+//! - `config`: [`ClientConfig`], [`Trust`].
+//! - `error`: [`ClientError`].
+//! - `connection`: [`Client`], connections, reconnecting, stream pools.
+//! - `pool`: request streams (in-order reply matching) and publish-only
+//!   streams.
+//! - `frames`: reading and writing frames, the per-stream `auth`.
+//! - `publish`: [`Ack`], [`PublishEncoding`], publishing.
+//! - `cache`: the cache requests.
+//! - `subscribe`: [`Subscription`], [`SubscriptionItem`], [`Event`],
+//!   [`GapDetector`], event-stream routing.
+//! - [`tls`]: the rustls and quinn configuration.
 
-pub mod client;
-pub mod config;
-pub mod error;
-mod stream;
-pub mod subscription;
+mod cache;
+mod config;
+mod connection;
+mod error;
+mod frames;
+mod pool;
+mod publish;
+mod subscribe;
 pub mod tls;
 
-pub use client::{Ack, Client, PublishEncoding};
 pub use config::{ClientConfig, Trust};
+pub use connection::Client;
 pub use error::ClientError;
-pub use subscription::{Event, GapDetector, Subscription, SubscriptionItem};
+pub use publish::{publish_encoding, Ack, PublishEncoding};
+pub use subscribe::{Event, GapDetector, Subscription, SubscriptionItem};

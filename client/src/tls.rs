@@ -1,5 +1,6 @@
-//! The quinn client configuration: TLS 1.3, no ALPN (a Felix broker refuses
-//! a handshake that offers one), the configured trust.
+//! The quinn client configuration: TLS 1.3 with the ring provider, no ALPN
+//! (a Felix broker refuses a handshake that offers one), the configured
+//! trust, keep-alives.
 
 use std::sync::Arc;
 
@@ -66,7 +67,9 @@ fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// Builds the rustls configuration (exposed for tests: it must carry no ALPN).
+/// The rustls configuration: TLS 1.3 only, the ring crypto provider, the
+/// certificates `trust` names as the only roots, no client certificate and
+/// never any ALPN protocol.
 pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -93,14 +96,23 @@ pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError>
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// The quinn client configuration for `config`.
+/// How many streams the broker may open towards the client at once: one
+/// unidirectional event stream per subscription (Felix allows 1024).
+pub const MAX_BROKER_STREAMS: u32 = 1024;
+
+/// The quinn client configuration for `config`: [`rustls_config`], the
+/// keep-alive interval (zero disables it), room for
+/// [`MAX_BROKER_STREAMS`] broker-opened event streams and none of the
+/// broker-opened bidirectional streams felix-wire never uses.
 pub fn quinn_config(config: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
     let tls = rustls_config(&config.trust)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let mut q = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(config.keep_alive));
+    transport.keep_alive_interval((!config.keep_alive.is_zero()).then_some(config.keep_alive));
+    transport.max_concurrent_uni_streams(MAX_BROKER_STREAMS.into());
+    transport.max_concurrent_bidi_streams(0u32.into());
     q.transport_config(Arc::new(transport));
     Ok(q)
 }
@@ -109,16 +121,59 @@ pub fn quinn_config(config: &ClientConfig) -> Result<quinn::ClientConfig, Client
 mod tests {
     use super::*;
 
+    fn self_signed_pem() -> Vec<u8> {
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("generate a certificate")
+            .cert
+            .pem()
+            .into_bytes()
+    }
+
     #[test]
     fn no_alpn_is_ever_offered() {
-        let tls = rustls_config(&Trust::InsecureSkipVerify).expect("config");
-        assert!(tls.alpn_protocols.is_empty());
+        let pem = self_signed_pem();
+        for trust in [Trust::InsecureSkipVerify, Trust::CertificatePem(pem)] {
+            let tls = rustls_config(&trust).expect("config");
+            assert!(tls.alpn_protocols.is_empty(), "{trust:?}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_certificate_builds_a_quic_config() {
+        let dir = std::env::temp_dir().join(format!("felix-client-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("cert.pem");
+        std::fs::write(&path, self_signed_pem()).expect("write cert");
+        let config = ClientConfig::new(
+            "127.0.0.1:5000".parse().expect("literal address"),
+            "localhost",
+            Trust::CertificateFile(path),
+            "t1",
+            "dev",
+        );
+        let built = quinn_config(&config);
+        let _ = std::fs::remove_dir_all(&dir);
+        built.expect("quinn config");
     }
 
     #[test]
     fn a_pem_without_certificates_is_a_clear_error() {
         let err =
             rustls_config(&Trust::CertificatePem(b"not a pem".to_vec())).expect_err("no cert");
+        assert!(matches!(err, ClientError::Tls(_)));
         assert!(err.to_string().contains("no certificate found"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_certificate_file_names_the_file() {
+        let err = rustls_config(&Trust::CertificateFile(
+            "/nonexistent/felix/cert.pem".into(),
+        ))
+        .expect_err("missing");
+        assert!(matches!(err, ClientError::Tls(_)));
+        assert!(
+            err.to_string().contains("/nonexistent/felix/cert.pem"),
+            "{err}"
+        );
     }
 }

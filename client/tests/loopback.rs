@@ -1,6 +1,7 @@
 //! The client against the reference broker on loopback: pub/sub (fanout 1
 //! and 10, acked and unacked, binary and JSON), start positions and cursor
-//! errors, offsets and gaps, the cache, auth, and the `felix` CLI.
+//! errors, offsets and gaps, the cache, auth, TLS and connect failures,
+//! close, and the `felix` CLI.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,7 +161,7 @@ async fn json_is_used_when_the_broker_advertises_no_binary_layouts() {
     let c = client(&b).await;
     assert_eq!(c.server_flags(), 0);
     assert_eq!(
-        felix_client::client::publish_encoding(c.server_flags(), Ack::PerMessage),
+        felix_client::publish_encoding(c.server_flags(), Ack::PerMessage),
         PublishEncoding::Json
     );
     let mut sub = c
@@ -455,7 +456,7 @@ async fn reconnects_after_the_broker_restarts() {
     let again = again.expect("restart on the same address");
     // In-memory state is gone, but the client reconnects transparently.
     let mut result = c.cache_get("default", "s", "k").await;
-    if matches!(result, Err(ClientError::Closed(_))) {
+    if matches!(result, Err(ClientError::Closed)) {
         result = c.cache_get("default", "s", "k").await; // the first call may see the old connection die
     }
     assert_eq!(result.expect("reconnected"), None);
@@ -560,4 +561,78 @@ async fn the_cli_publishes_subscribes_and_uses_the_cache() {
     assert_eq!(String::from_utf8_lossy(&out.1.stdout).trim(), "hello");
     assert_eq!(out.2.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.2.stderr).contains("nope: not found"));
+}
+
+#[tokio::test]
+async fn unacked_publishes_are_delivered_before_close_returns() {
+    let b = broker(settings(), Authenticator::Dev).await;
+    let c = client(&b).await;
+    c.publish_batch("default", "fire", payloads("u", 50), Ack::None)
+        .await
+        .expect("unacked batch");
+    for p in payloads("v", 50) {
+        c.publish("default", "fire", p, Ack::None)
+            .await
+            .expect("unacked");
+    }
+    c.close().await;
+    assert!(matches!(
+        c.cache_get("default", "s", "k").await,
+        Err(ClientError::Closed)
+    ));
+    let again = client(&b).await;
+    let mut sub = again
+        .subscribe("default", "fire", StartPosition::Earliest)
+        .await
+        .expect("subscribe");
+    let got: Vec<Bytes> = events(&mut sub, 100)
+        .await
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let mut want = payloads("u", 50);
+    want.extend(payloads("v", 50));
+    assert_eq!(got, want, "all delivered, in publish order");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_at_once_with_a_tls_error() {
+    let b = broker(settings(), Authenticator::Dev).await;
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("certificate")
+        .cert
+        .pem();
+    let mut config = config(&b, "dev");
+    config.trust = Trust::CertificatePem(other.into_bytes());
+    let started = std::time::Instant::now();
+    match Client::connect(config).await {
+        Err(ClientError::Tls(m)) => assert!(m.contains("certificate"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "not retried until the connect timeout"
+    );
+}
+
+#[tokio::test]
+async fn no_broker_is_a_connect_error_within_the_connect_timeout() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
+    let mut config = ClientConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "localhost",
+        Trust::InsecureSkipVerify,
+        "t1",
+        "dev",
+    );
+    config.connect_timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    match Client::connect(config).await {
+        Err(ClientError::Connect(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

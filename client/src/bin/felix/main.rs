@@ -2,182 +2,19 @@
 //! from the command line.
 
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use clap::{Parser, Subcommand, ValueEnum};
-use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
-use felix_wire::StartPosition;
+use clap::Parser;
+use felix_client::{Client, ClientConfig, SubscriptionItem, Trust};
 
+mod args;
 mod bench;
 mod soak;
 
-/// Talk to a felix-wire broker: publish, subscribe, cache.
-///
-/// Defaults reach a `felix-broker` started with no arguments in the same
-/// directory (127.0.0.1:5000, its certificate in .felix/tls/cert.pem, dev
-/// auth). Every connection option can also come from a FELIX_* variable.
-#[derive(Debug, Parser)]
-#[command(name = "felix", version, about, long_about)]
-struct Cli {
-    /// Broker address.
-    #[arg(
-        long,
-        env = "FELIX_ADDR",
-        default_value = "127.0.0.1:5000",
-        global = true
-    )]
-    addr: SocketAddr,
-    /// TLS server name.
-    #[arg(
-        long,
-        env = "FELIX_SERVER_NAME",
-        default_value = "localhost",
-        global = true
-    )]
-    server_name: String,
-    /// PEM certificate to trust.
-    #[arg(
-        long,
-        env = "FELIX_CERT",
-        default_value = ".felix/tls/cert.pem",
-        global = true
-    )]
-    cert: PathBuf,
-    /// Accept any certificate (debugging only).
-    #[arg(long, global = true)]
-    insecure: bool,
-    /// Tenant.
-    #[arg(long, env = "FELIX_TENANT", default_value = "t1", global = true)]
-    tenant: String,
-    /// Token (any token works with a dev-mode broker).
-    #[arg(long, env = "FELIX_TOKEN", default_value = "dev", global = true)]
-    token: String,
-    /// Namespace.
-    #[arg(
-        long,
-        env = "FELIX_NAMESPACE",
-        default_value = "default",
-        global = true
-    )]
-    namespace: String,
-    /// JSON lines output instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum AckArg {
-    /// Fire and forget.
-    None,
-    /// One ack per message.
-    PerMessage,
-    /// One ack per batch.
-    PerBatch,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Publish messages (arguments, or one per line of standard input).
-    Pub {
-        /// Stream name.
-        stream: String,
-        /// Messages; none reads standard input.
-        messages: Vec<String>,
-        /// How the broker acknowledges.
-        #[arg(long, value_enum, default_value_t = AckArg::PerMessage)]
-        ack: AckArg,
-        /// Send all messages as one batch.
-        #[arg(long)]
-        batch: bool,
-    },
-    /// Print events as they arrive.
-    Sub {
-        /// Stream name.
-        stream: String,
-        /// latest, earliest, or an offset.
-        #[arg(long, default_value = "latest", value_parser = parse_start)]
-        start: StartPosition,
-        /// Exit after this many events.
-        #[arg(long)]
-        count: Option<u64>,
-    },
-    /// Cache operations.
-    Cache {
-        #[command(subcommand)]
-        op: CacheOp,
-    },
-    /// Benchmarks that reproduce Felix's demos (see docs/benchmarks.md).
-    Bench {
-        #[command(subcommand)]
-        kind: BenchKind,
-    },
-    /// Mixed pub/sub + cache load for a duration; every published event is
-    /// accounted for at every subscriber (exit 1 if any is unaccounted or
-    /// any operation failed).
-    Soak {
-        /// How long to publish, in seconds.
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        /// Subscribers reading the soak stream.
-        #[arg(long, default_value_t = 4)]
-        subscribers: usize,
-        /// Events per published batch.
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Payload bytes per event.
-        #[arg(long, default_value_t = 128)]
-        payload: usize,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchKind {
-    /// Publish-to-delivery latency and throughput (Felix's latency demo).
-    Latency(bench::LatencyArgs),
-    /// Cache put / get_hit / get_miss latency and throughput (Felix's cache demo).
-    Cache(bench::CacheArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum CacheOp {
-    /// Store a value.
-    Put {
-        /// Cache name.
-        cache: String,
-        /// Key.
-        key: String,
-        /// Value (UTF-8).
-        value: String,
-        /// Time to live in milliseconds; 0 expires at once; absent never.
-        #[arg(long)]
-        ttl_ms: Option<u64>,
-    },
-    /// Read a value (exit code 1 on a miss).
-    Get {
-        /// Cache name.
-        cache: String,
-        /// Key.
-        key: String,
-    },
-}
-
-fn parse_start(s: &str) -> Result<StartPosition, String> {
-    match s {
-        "latest" => Ok(StartPosition::Latest),
-        "earliest" => Ok(StartPosition::Earliest),
-        n => n
-            .parse()
-            .map(StartPosition::Offset)
-            .map_err(|_| format!("{s:?} is not latest, earliest or an offset")),
-    }
-}
+use args::{BenchKind, CacheOp, Cli, Command};
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -321,22 +158,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         } => return run_cache_bench(&cli, args).await,
         _ => {}
     }
-    let trust = if cli.insecure {
-        eprintln!("felix: warning: --insecure accepts any certificate");
-        Trust::InsecureSkipVerify
-    } else {
-        if !cli.cert.exists() {
-            return Err(format!(
-                "certificate {} not found: start felix-broker in this directory, pass --cert, or --insecure",
-                cli.cert.display()
-            ));
-        }
-        Trust::CertificateFile(cli.cert.clone())
-    };
     let config = ClientConfig::new(
         cli.addr,
         cli.server_name.clone(),
-        trust,
+        trust(&cli)?,
         cli.tenant.clone(),
         cli.token.clone(),
     );
@@ -359,11 +184,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 messages
             };
-            let ack = match ack {
-                AckArg::None => Ack::None,
-                AckArg::PerMessage => Ack::PerMessage,
-                AckArg::PerBatch => Ack::PerBatch,
-            };
+            let ack = ack.into();
             let payloads: Vec<Bytes> = messages.into_iter().map(Bytes::from).collect();
             let n = payloads.len();
             if batch {
@@ -555,30 +376,5 @@ async fn main() -> ExitCode {
             eprintln!("felix: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arguments_parse() {
-        let cli = Cli::try_parse_from(["felix", "sub", "orders", "--start", "42", "--count", "3"])
-            .expect("parses");
-        assert!(matches!(
-            cli.command,
-            Command::Sub {
-                start: StartPosition::Offset(42),
-                count: Some(3),
-                ..
-            }
-        ));
-        assert!(Cli::try_parse_from(["felix", "sub", "orders", "--start", "middle"]).is_err());
-        let cli = Cli::try_parse_from([
-            "felix", "--json", "cache", "put", "c", "k", "v", "--ttl-ms", "0",
-        ])
-        .expect("parses");
-        assert!(cli.json);
     }
 }

@@ -1,0 +1,394 @@
+//! The command line, as clap parses it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use felix_client::Ack;
+use felix_wire::StartPosition;
+
+use crate::bench;
+
+/// Talk to a felix-wire broker: publish, subscribe, use the cache.
+///
+/// The defaults reach a reference broker started with no arguments in the
+/// same directory (127.0.0.1:5000, its self-signed certificate in
+/// .felix/tls/cert.pem, dev auth). Connection options can also come from
+/// FELIX_* environment variables. Set FELIX_LOG=debug for protocol logs.
+#[derive(Debug, Parser)]
+#[command(name = "felix", version, about, long_about)]
+pub(crate) struct Cli {
+    /// Broker address (host:port).
+    #[arg(
+        long,
+        env = "FELIX_ADDR",
+        default_value = "127.0.0.1:5000",
+        global = true
+    )]
+    pub(crate) addr: SocketAddr,
+    /// TLS server name the certificate must match.
+    #[arg(
+        long,
+        env = "FELIX_SERVER_NAME",
+        default_value = "localhost",
+        global = true
+    )]
+    pub(crate) server_name: String,
+    /// PEM certificate to trust (the reference broker writes its
+    /// self-signed one to .felix/tls/cert.pem).
+    #[arg(
+        long,
+        env = "FELIX_CERT",
+        default_value = ".felix/tls/cert.pem",
+        global = true
+    )]
+    pub(crate) cert: PathBuf,
+    /// Accept any certificate without verifying it (debugging only).
+    #[arg(long, global = true)]
+    pub(crate) insecure: bool,
+    /// Tenant id.
+    #[arg(long, env = "FELIX_TENANT", default_value = "t1", global = true)]
+    pub(crate) tenant: String,
+    /// Token (a dev-mode broker accepts any).
+    #[arg(long, env = "FELIX_TOKEN", default_value = "dev", global = true)]
+    pub(crate) token: String,
+    /// Namespace of streams and caches.
+    #[arg(
+        long,
+        env = "FELIX_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
+    pub(crate) namespace: String,
+    /// Print JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `--ack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AckArg {
+    /// Fire and forget: no reply from the broker.
+    None,
+    /// Wait until the broker accepted each message (or batch).
+    PerMessage,
+    /// Wait for one ack per batch.
+    PerBatch,
+}
+
+impl From<AckArg> for Ack {
+    fn from(a: AckArg) -> Ack {
+        match a {
+            AckArg::None => Ack::None,
+            AckArg::PerMessage => Ack::PerMessage,
+            AckArg::PerBatch => Ack::PerBatch,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Publish messages: the arguments, or one per line of standard input.
+    Pub {
+        /// Stream name.
+        stream: String,
+        /// Messages (UTF-8); none reads standard input, one message a line.
+        messages: Vec<String>,
+        /// How the broker acknowledges.
+        #[arg(long, value_enum, default_value_t = AckArg::PerMessage)]
+        ack: AckArg,
+        /// Send all messages as one batch (one frame, one ack).
+        #[arg(long)]
+        batch: bool,
+    },
+    /// Print a stream's events as they arrive (`offset<TAB>payload`, or JSON
+    /// lines with --json); gaps are reported on standard error.
+    Sub {
+        /// Stream name.
+        stream: String,
+        /// Where to start: latest, earliest, or an offset.
+        #[arg(long, default_value = "latest", value_parser = parse_start)]
+        start: StartPosition,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Cache operations.
+    Cache {
+        #[command(subcommand)]
+        op: CacheOp,
+    },
+    /// Benchmarks that reproduce Felix's demos (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+    /// Mixed pub/sub and cache load for a while; every published event is
+    /// accounted for at every subscriber (exit 1 if any is unaccounted or
+    /// any operation failed).
+    Soak {
+        /// How long to publish, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Subscribers reading the soak stream.
+        #[arg(long, default_value_t = 4)]
+        subscribers: usize,
+        /// Events per published batch.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Payload bytes per event.
+        #[arg(long, default_value_t = 128)]
+        payload: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchKind {
+    /// Publish-to-delivery latency and throughput (Felix's latency demo).
+    Latency(bench::LatencyArgs),
+    /// Cache put / get_hit / get_miss latency and throughput (Felix's cache demo).
+    Cache(bench::CacheArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheOp {
+    /// Store a value.
+    Put {
+        /// Cache name.
+        cache: String,
+        /// Key.
+        key: String,
+        /// Value (UTF-8).
+        value: String,
+        /// Time to live in milliseconds (0 expires at once); none: never expires.
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Print a value (exit code 1 if the key is missing).
+    Get {
+        /// Cache name.
+        cache: String,
+        /// Key.
+        key: String,
+    },
+}
+
+/// `--start`: `latest`, `earliest` or an offset.
+pub(crate) fn parse_start(s: &str) -> Result<StartPosition, String> {
+    match s {
+        "latest" => Ok(StartPosition::Latest),
+        "earliest" => Ok(StartPosition::Earliest),
+        n => n
+            .parse()
+            .map(StartPosition::Offset)
+            .map_err(|_| format!("{s:?} is not latest, earliest or an offset")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("felix").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_default_to_a_local_dev_broker() {
+        let cli = parse(&["cache", "get", "c", "k"]).expect("parses");
+        // The environment may set these (FELIX_*): check only when it does not.
+        let unset = |v: &str| std::env::var_os(v).is_none();
+        if unset("FELIX_ADDR") {
+            assert_eq!(cli.addr.to_string(), "127.0.0.1:5000");
+        }
+        if unset("FELIX_CERT") {
+            assert_eq!(cli.cert, PathBuf::from(".felix/tls/cert.pem"));
+        }
+        if unset("FELIX_TENANT") {
+            assert_eq!(cli.tenant, "t1");
+        }
+        if unset("FELIX_TOKEN") {
+            assert_eq!(cli.token, "dev");
+        }
+        if unset("FELIX_NAMESPACE") {
+            assert_eq!(cli.namespace, "default");
+        }
+        if unset("FELIX_SERVER_NAME") {
+            assert_eq!(cli.server_name, "localhost");
+        }
+        assert!(!cli.insecure);
+        assert!(!cli.json);
+    }
+
+    #[test]
+    fn global_options_read_the_environment() {
+        let cmd = Cli::command();
+        let env = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .and_then(|e| e.to_str())
+                .map(String::from)
+        };
+        assert_eq!(env("addr").as_deref(), Some("FELIX_ADDR"));
+        assert_eq!(env("cert").as_deref(), Some("FELIX_CERT"));
+        assert_eq!(env("token").as_deref(), Some("FELIX_TOKEN"));
+        assert_eq!(env("tenant").as_deref(), Some("FELIX_TENANT"));
+        assert_eq!(env("namespace").as_deref(), Some("FELIX_NAMESPACE"));
+    }
+
+    #[test]
+    fn global_options_go_anywhere() {
+        let cli = parse(&[
+            "pub",
+            "orders",
+            "--addr",
+            "10.0.0.1:7000",
+            "--insecure",
+            "--json",
+            "--tenant",
+            "t9",
+            "a",
+        ])
+        .expect("parses");
+        assert_eq!(cli.addr.to_string(), "10.0.0.1:7000");
+        assert!(cli.insecure && cli.json);
+        assert_eq!(cli.tenant, "t9");
+        assert!(parse(&["--addr", "not-an-address", "pub", "s"]).is_err());
+    }
+
+    #[test]
+    fn pub_arguments() {
+        let cli = parse(&["pub", "orders", "a", "b"]).expect("parses");
+        match cli.command {
+            Command::Pub {
+                stream,
+                messages,
+                ack,
+                batch,
+            } => {
+                assert_eq!(stream, "orders");
+                assert_eq!(messages, ["a", "b"]);
+                assert_eq!(ack, AckArg::PerMessage, "the default");
+                assert!(!batch);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (arg, want) in [
+            ("none", Ack::None),
+            ("per-message", Ack::PerMessage),
+            ("per-batch", Ack::PerBatch),
+        ] {
+            match parse(&["pub", "s", "--ack", arg, "--batch"])
+                .expect("parses")
+                .command
+            {
+                Command::Pub {
+                    ack,
+                    batch,
+                    messages,
+                    ..
+                } => {
+                    assert_eq!(Ack::from(ack), want);
+                    assert!(batch);
+                    assert!(messages.is_empty(), "stdin mode");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parse(&["pub", "s", "--ack", "sometimes"]).is_err());
+        assert!(parse(&["pub"]).is_err(), "the stream is required");
+    }
+
+    #[test]
+    fn sub_arguments() {
+        let start = |s: &str| match parse(&["sub", "orders", "--start", s]).map(|c| c.command) {
+            Ok(Command::Sub { start, .. }) => Ok(start),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(start("latest").expect("latest"), StartPosition::Latest);
+        assert_eq!(
+            start("earliest").expect("earliest"),
+            StartPosition::Earliest
+        );
+        assert_eq!(start("42").expect("offset"), StartPosition::Offset(42));
+        assert!(start("middle").is_err());
+        assert!(start("-1").is_err());
+        match parse(&["sub", "orders", "--count", "3"])
+            .expect("parses")
+            .command
+        {
+            Command::Sub {
+                stream,
+                start,
+                count,
+            } => {
+                assert_eq!(stream, "orders");
+                assert_eq!(start, StartPosition::Latest, "the default");
+                assert_eq!(count, Some(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cache_arguments() {
+        match parse(&["--json", "cache", "put", "c", "k", "v", "--ttl-ms", "0"])
+            .expect("parses")
+            .command
+        {
+            Command::Cache {
+                op:
+                    CacheOp::Put {
+                        cache,
+                        key,
+                        value,
+                        ttl_ms,
+                    },
+            } => {
+                assert_eq!(
+                    (cache.as_str(), key.as_str(), value.as_str()),
+                    ("c", "k", "v")
+                );
+                assert_eq!(ttl_ms, Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["cache", "get", "c", "k"]).expect("parses").command,
+            Command::Cache {
+                op: CacheOp::Get { .. }
+            }
+        ));
+        assert!(
+            parse(&["cache", "put", "c", "k"]).is_err(),
+            "value required"
+        );
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for args in [
+            &["--help"][..],
+            &["pub", "--help"],
+            &["sub", "--help"],
+            &["cache", "--help"],
+            &["cache", "put", "--help"],
+            &["cache", "get", "--help"],
+            &["bench", "latency", "--help"],
+            &["soak", "--help"],
+        ] {
+            let err = parse(args).expect_err("help exits");
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");
+        }
+    }
+}

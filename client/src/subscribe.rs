@@ -1,0 +1,738 @@
+//! Subscriptions: [`Client::subscribe`], the routing of broker-opened
+//! event streams to their subscription, and [`Subscription`] with gap
+//! detection over offsets.
+//!
+//! Subscribing takes two streams. The client opens a control stream
+//! (`auth`, `subscribe`, then it finishes its side) and the broker answers
+//! there with `subscribed` (or a cursor error, or `error`). Separately, the
+//! broker opens a unidirectional event stream whose first frame is
+//! `event_stream_hello {subscription_id}`, and that stream may arrive
+//! before `subscribed`. Each event connection therefore runs one task that
+//! accepts event streams, reads their hello and hands each to its
+//! subscription through a [`HelloRouter`], which buffers streams whose
+//! subscription is not registered yet.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use felix_wire::{CursorErrorReason, Frame, Message, StartPosition, Subscribe};
+use tokio::sync::oneshot;
+
+use crate::connection::Client;
+use crate::error::{closed, ClientError};
+use crate::frames::{auth_frame, describe, encode, read_auth_reply, write_frame, FrameReader};
+
+/// One delivered event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's offset in its stream, when the broker sends offsets (a
+    /// broker that advertised `EVENT_BATCH_OFFSETS` does: this client always
+    /// asks for them); `None` otherwise.
+    pub offset: Option<u64>,
+    /// The payload (a zero-copy slice of the received batch).
+    pub payload: Bytes,
+}
+
+/// What a [`Subscription`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionItem {
+    /// An event.
+    Event(Event),
+    /// Offsets jumped: the events at offsets `expected..got` were not
+    /// delivered (the broker dropped them for a slow subscriber, or they
+    /// left the replay ring). Yielded just before the event at `got`.
+    Gap {
+        /// The offset that should have come next.
+        expected: u64,
+        /// The offset that came instead.
+        got: u64,
+    },
+}
+
+/// Tracks the next expected offset and reports jumps. The first offset
+/// seen sets the baseline; an offset below the expected one (a replayed
+/// duplicate) is not a gap and does not move the expectation back.
+#[derive(Debug, Default, Clone)]
+pub struct GapDetector {
+    next: Option<u64>,
+}
+
+impl GapDetector {
+    /// Sees an event at `offset`; returns the gap `(expected, got)` before
+    /// it, if any.
+    pub fn observe(&mut self, offset: u64) -> Option<(u64, u64)> {
+        let gap = match self.next {
+            Some(expected) if offset > expected => Some((expected, offset)),
+            _ => None,
+        };
+        let after = offset.saturating_add(1);
+        self.next = Some(self.next.map_or(after, |n| n.max(after)));
+        gap
+    }
+
+    /// The offset expected next, once one was seen.
+    pub fn expected(&self) -> Option<u64> {
+        self.next
+    }
+}
+
+/// Turns the frames of one event stream into [`SubscriptionItem`]s.
+#[derive(Debug)]
+pub(crate) struct EventDecoder {
+    subscription_id: u64,
+    gaps: GapDetector,
+    ready: VecDeque<SubscriptionItem>,
+}
+
+impl EventDecoder {
+    pub(crate) fn new(subscription_id: u64) -> Self {
+        EventDecoder {
+            subscription_id,
+            gaps: GapDetector::default(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Takes one frame from the event stream: binary legacy (`0x0002`,
+    /// history replay) and shared (`0x0004`, live) batches, with or without
+    /// offsets, and JSON `event` / `event_batch`. Anything else is a
+    /// protocol error.
+    pub(crate) fn push(&mut self, frame: Frame) -> Result<(), ClientError> {
+        match frame {
+            Frame::BinarySharedEventBatch(b) => self.push_batch(b.base_offset, b.payloads),
+            Frame::BinaryEventBatch(b) => {
+                if b.subscription_id != self.subscription_id {
+                    // The stream's hello already named this subscription;
+                    // the id in a replay batch is informative only.
+                    tracing::debug!(
+                        expected = self.subscription_id,
+                        got = b.subscription_id,
+                        "event batch names another subscription id"
+                    );
+                }
+                self.push_batch(b.base_offset, b.payloads)
+            }
+            Frame::Json(Message::EventBatch(b)) => self.push_batch(b.base_offset, b.payloads),
+            Frame::Json(Message::Event(e)) => self.push_batch(e.offset, vec![e.payload]),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected frame on an event stream: {}",
+                    describe(&other)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn push_batch(&mut self, base_offset: Option<u64>, payloads: Vec<Bytes>) {
+        for (i, payload) in (0u64..).zip(payloads) {
+            let offset = base_offset.map(|b| b.saturating_add(i));
+            if let Some((expected, got)) = offset.and_then(|o| self.gaps.observe(o)) {
+                self.ready
+                    .push_back(SubscriptionItem::Gap { expected, got });
+            }
+            self.ready
+                .push_back(SubscriptionItem::Event(Event { offset, payload }));
+        }
+    }
+
+    /// The next decoded item.
+    pub(crate) fn pop(&mut self) -> Option<SubscriptionItem> {
+        self.ready.pop_front()
+    }
+}
+
+/// How many event streams may wait for a subscription that is not (yet)
+/// registered; past that the oldest is stopped.
+pub(crate) const MAX_EARLY_STREAMS: usize = 64;
+
+struct RouterState<T> {
+    waiting: HashMap<u64, oneshot::Sender<T>>,
+    early: VecDeque<(u64, T)>,
+    closed: bool,
+}
+
+/// Hands event streams (`T`) to subscriptions by the id in their hello,
+/// in either order: a stream delivered before its subscription registers
+/// is buffered (at most [`MAX_EARLY_STREAMS`]).
+pub(crate) struct HelloRouter<T> {
+    state: Mutex<RouterState<T>>,
+}
+
+impl<T> HelloRouter<T> {
+    pub(crate) fn new() -> Self {
+        HelloRouter {
+            state: Mutex::new(RouterState {
+                waiting: HashMap::new(),
+                early: VecDeque::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RouterState<T>> {
+        // Every update leaves the state consistent: a panic elsewhere
+        // while holding the lock does not poison the routing.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the stream of subscription `id`; it is ready at once if it
+    /// already arrived. The receiver fails if the router closes first.
+    pub(crate) fn register(&self, id: u64) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.lock();
+        if state.closed {
+            return rx;
+        }
+        match state.early.iter().position(|(i, _)| *i == id) {
+            Some(at) => {
+                if let Some((_, item)) = state.early.remove(at) {
+                    // The receiver is right here: this cannot fail.
+                    let _ = tx.send(item);
+                }
+            }
+            None => {
+                state.waiting.insert(id, tx);
+            }
+        }
+        rx
+    }
+
+    /// Hands over the stream of subscription `id`. Returns a stream the
+    /// caller must discard: this one if its subscription gave up or the
+    /// router is closed, or the oldest buffered one when the buffer is full.
+    pub(crate) fn deliver(&self, id: u64, item: T) -> Option<T> {
+        let mut state = self.lock();
+        if state.closed {
+            return Some(item);
+        }
+        if let Some(tx) = state.waiting.remove(&id) {
+            drop(state);
+            return tx.send(item).err();
+        }
+        state.early.push_back((id, item));
+        if state.early.len() > MAX_EARLY_STREAMS {
+            return state.early.pop_front().map(|(_, item)| item);
+        }
+        None
+    }
+
+    /// Forgets subscription `id` (it failed or gave up); returns its stream
+    /// if one was buffered.
+    pub(crate) fn cancel(&self, id: u64) -> Option<T> {
+        let mut state = self.lock();
+        state.waiting.remove(&id);
+        let at = state.early.iter().position(|(i, _)| *i == id)?;
+        state.early.remove(at).map(|(_, item)| item)
+    }
+
+    /// Fails every waiting subscription and discards buffered streams;
+    /// later deliveries are refused.
+    pub(crate) fn close(&self) {
+        let (waiting, early) = {
+            let mut state = self.lock();
+            state.closed = true;
+            (
+                std::mem::take(&mut state.waiting),
+                std::mem::take(&mut state.early),
+            )
+        };
+        // Dropped outside the lock: dropping a stream stops it.
+        drop((waiting, early));
+    }
+
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.lock().early.len()
+    }
+}
+
+/// A connection that carries subscriptions, with the task that routes its
+/// event streams. Closed when the last handle (the client's pool slot,
+/// subscriptions) goes.
+pub(crate) struct EventConn {
+    conn: quinn::Connection,
+    router: Arc<HelloRouter<FrameReader>>,
+}
+
+impl EventConn {
+    /// Starts routing the event streams of `conn`.
+    pub(crate) fn start(
+        conn: quinn::Connection,
+        max_frame_bytes: u32,
+        hello_timeout: Duration,
+    ) -> Arc<EventConn> {
+        let router = Arc::new(HelloRouter::new());
+        tokio::spawn(accept_event_streams(
+            conn.clone(),
+            router.clone(),
+            max_frame_bytes,
+            hello_timeout,
+        ));
+        Arc::new(EventConn { conn, router })
+    }
+
+    /// Whether the connection is still up.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    /// Closes the connection: its subscriptions end.
+    pub(crate) fn close(&self) {
+        self.conn.close(0u32.into(), b"client closed");
+        self.router.close();
+    }
+}
+
+impl Drop for EventConn {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Accepts the broker's event streams until the connection ends.
+async fn accept_event_streams(
+    conn: quinn::Connection,
+    router: Arc<HelloRouter<FrameReader>>,
+    max_frame_bytes: u32,
+    hello_timeout: Duration,
+) {
+    loop {
+        match conn.accept_uni().await {
+            Ok(recv) => {
+                tokio::spawn(route_event_stream(
+                    FrameReader::new(recv, max_frame_bytes),
+                    router.clone(),
+                    hello_timeout,
+                ));
+            }
+            Err(why) => {
+                tracing::debug!(%why, "event connection ended");
+                break;
+            }
+        }
+    }
+    router.close();
+}
+
+/// Reads an event stream's hello and hands the stream to its subscription.
+async fn route_event_stream(
+    mut reader: FrameReader,
+    router: Arc<HelloRouter<FrameReader>>,
+    hello_timeout: Duration,
+) {
+    match tokio::time::timeout(hello_timeout, reader.recv()).await {
+        Ok(Ok(Frame::Json(Message::EventStreamHello(hello)))) => {
+            let id = hello.subscription_id;
+            tracing::debug!(id, "event stream arrived");
+            if let Some(mut unclaimed) = router.deliver(id, reader) {
+                tracing::debug!(id, "no subscription takes this event stream; stopping it");
+                unclaimed.stop();
+            }
+        }
+        Ok(Ok(other)) => {
+            tracing::warn!(
+                first = %describe(&other),
+                "an event stream did not start with event_stream_hello; stopping it"
+            );
+            reader.stop();
+        }
+        Ok(Err(why)) => tracing::debug!(%why, "an event stream failed before its hello"),
+        Err(_) => {
+            tracing::warn!("an event stream sent no hello in time; stopping it");
+            reader.stop();
+        }
+    }
+}
+
+/// What the broker's reply to `subscribe` means.
+pub(crate) fn subscribe_reply(frame: Frame, subscription_id: u64) -> Result<(), ClientError> {
+    match frame {
+        Frame::Json(Message::Subscribed(s)) if s.subscription_id == subscription_id => Ok(()),
+        Frame::Json(Message::SubscribeCursorError(e)) => Err(match e.reason {
+            CursorErrorReason::TooOld => ClientError::CursorTooOld {
+                requested: e.requested,
+                available: e.available,
+            },
+            CursorErrorReason::InFuture => ClientError::CursorInFuture {
+                requested: e.requested,
+                available: e.available,
+            },
+        }),
+        Frame::Json(Message::Error(e)) => Err(ClientError::Broker(e.message)),
+        Frame::Json(Message::Subscribed(s)) => Err(ClientError::Protocol(format!(
+            "subscribed names subscription {}, not {subscription_id}",
+            s.subscription_id
+        ))),
+        other => Err(ClientError::Protocol(format!(
+            "unexpected reply to subscribe: {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// A live subscription. Dropping it stops its event stream, which is how
+/// felix-wire unsubscribes.
+pub struct Subscription {
+    id: u64,
+    reader: FrameReader,
+    events: EventDecoder,
+    ended: bool,
+    /// Keeps the event connection open while the subscription lives.
+    _conn: Arc<EventConn>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The subscription id this client chose (as in `subscribe`,
+    /// `event_stream_hello` and `subscribed`).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next event or gap report.
+    ///
+    /// `None` once the broker ended the event stream (for example when it
+    /// shuts down gracefully). If the connection is lost the subscription
+    /// yields one error ([`ClientError::Closed`]) and then `None`: subscribe
+    /// again (the client reconnects), from the last offset seen plus one to
+    /// resume. Cancel-safe: usable in `tokio::select!`.
+    pub async fn next(&mut self) -> Option<Result<SubscriptionItem, ClientError>> {
+        loop {
+            if let Some(item) = self.events.pop() {
+                return Some(Ok(item));
+            }
+            if self.ended {
+                return None;
+            }
+            let failure = match self.reader.next().await {
+                Ok(Some(frame)) => match self.events.push(frame) {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                Ok(None) => {
+                    tracing::debug!(id = self.id, "the broker ended the event stream");
+                    self.ended = true;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            self.ended = true;
+            self.reader.stop();
+            return Some(Err(failure));
+        }
+    }
+
+    /// The next event, skipping gap reports.
+    pub async fn next_event(&mut self) -> Option<Result<Event, ClientError>> {
+        loop {
+            match self.next().await? {
+                Ok(SubscriptionItem::Event(e)) => return Some(Ok(e)),
+                Ok(SubscriptionItem::Gap { .. }) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // No unsubscribe message exists: stopping the event stream is it.
+        self.reader.stop();
+    }
+}
+
+impl Client {
+    /// Subscribes to `namespace`/`stream` from `start` (`Latest`: only new
+    /// events; `Earliest`: everything the broker still holds; `Offset(n)`).
+    ///
+    /// Returns once the broker confirmed (`subscribed`) and the event stream
+    /// arrived. A start offset the broker no longer holds, or past the
+    /// tail, fails with [`ClientError::CursorTooOld`] /
+    /// [`ClientError::CursorInFuture`].
+    pub async fn subscribe(
+        &self,
+        namespace: &str,
+        stream: &str,
+        start: StartPosition,
+    ) -> Result<Subscription, ClientError> {
+        let events = self.event_conn().await?;
+        let id = self.next_subscription_id();
+        // Registered first, so the event stream finds its subscription
+        // whether it arrives before or after `subscribed`.
+        let routed = events.router.register(id);
+        let timeout = self.config().request_timeout;
+        let result = async {
+            tokio::time::timeout(
+                timeout,
+                self.subscribe_on(&events.conn, namespace, stream, id, start),
+            )
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+            match tokio::time::timeout(timeout, routed).await {
+                Ok(Ok(reader)) => Ok(reader),
+                Ok(Err(_)) => Err(closed("subscribe", "the event connection closed")),
+                Err(_) => Err(ClientError::Timeout),
+            }
+        }
+        .await;
+        match result {
+            Ok(reader) => {
+                tracing::debug!(id, namespace, stream, "subscribed");
+                Ok(Subscription {
+                    id,
+                    reader,
+                    events: EventDecoder::new(id),
+                    ended: false,
+                    _conn: events,
+                })
+            }
+            Err(e) => {
+                if let Some(mut reader) = events.router.cancel(id) {
+                    reader.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The control-stream half of subscribing.
+    async fn subscribe_on(
+        &self,
+        conn: &quinn::Connection,
+        namespace: &str,
+        stream: &str,
+        id: u64,
+        start: StartPosition,
+    ) -> Result<(), ClientError> {
+        let c = self.config();
+        let auth = auth_frame(&c.tenant_id, &c.token)?;
+        let subscribe = encode(Message::from(Subscribe {
+            tenant_id: c.tenant_id.clone(),
+            namespace: namespace.into(),
+            stream: stream.into(),
+            subscription_id: Some(id),
+            start: Some(start),
+        }))?;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| closed("opening a subscribe stream", e))?;
+        let dead = std::sync::atomic::AtomicBool::new(false);
+        let mut reader = FrameReader::new(recv, c.max_frame_bytes);
+        write_frame(&mut send, auth, &dead).await?;
+        read_auth_reply(&mut reader).await?;
+        write_frame(&mut send, subscribe, &dead).await?;
+        // Already finished or reset: the reply tells what happened.
+        let _ = send.finish();
+        subscribe_reply(reader.recv().await?, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use felix_wire::{
+        BinaryEventBatch, BinarySharedEventBatch, ErrorMessage, EventBatch, OkMessage,
+        SubscribeCursorError, Subscribed,
+    };
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    fn drain(d: &mut EventDecoder) -> Vec<SubscriptionItem> {
+        std::iter::from_fn(|| d.pop()).collect()
+    }
+
+    fn event(offset: Option<u64>, payload: &'static str) -> SubscriptionItem {
+        SubscriptionItem::Event(Event {
+            offset,
+            payload: b(payload),
+        })
+    }
+
+    #[test]
+    fn gaps_are_reported_from_the_first_offset_on() {
+        let mut g = GapDetector::default();
+        assert_eq!(g.observe(10), None, "the first offset sets the baseline");
+        assert_eq!(g.observe(11), None);
+        assert_eq!(g.observe(15), Some((12, 15)));
+        assert_eq!(g.observe(16), None);
+        assert_eq!(g.observe(3), None, "a replayed older offset is not a gap");
+        assert_eq!(g.expected(), Some(17));
+        assert_eq!(g.observe(17), None);
+        assert_eq!(g.observe(u64::MAX), Some((18, u64::MAX)));
+        assert_eq!(g.observe(u64::MAX), None);
+    }
+
+    #[test]
+    fn batches_become_events_with_offsets_and_gaps() {
+        let mut d = EventDecoder::new(7);
+        d.push(Frame::BinaryEventBatch(BinaryEventBatch {
+            subscription_id: 7,
+            base_offset: Some(4),
+            payloads: vec![b("h4"), b("h5")],
+        }))
+        .expect("replay batch");
+        d.push(Frame::BinarySharedEventBatch(BinarySharedEventBatch {
+            base_offset: Some(9),
+            payloads: vec![b("l9"), b("l10")],
+        }))
+        .expect("live batch");
+        assert_eq!(
+            drain(&mut d),
+            [
+                event(Some(4), "h4"),
+                event(Some(5), "h5"),
+                SubscriptionItem::Gap {
+                    expected: 6,
+                    got: 9
+                },
+                event(Some(9), "l9"),
+                event(Some(10), "l10"),
+            ]
+        );
+    }
+
+    #[test]
+    fn batches_without_offsets_and_json_events() {
+        let mut d = EventDecoder::new(1);
+        d.push(Frame::BinarySharedEventBatch(BinarySharedEventBatch {
+            base_offset: None,
+            payloads: vec![b("a")],
+        }))
+        .expect("batch");
+        d.push(Frame::Json(Message::from(EventBatch {
+            tenant_id: "t1".into(),
+            namespace: "default".into(),
+            stream: "s".into(),
+            payloads: vec![b("b"), b("c")],
+            base_offset: Some(0),
+        })))
+        .expect("json batch");
+        d.push(Frame::Json(Message::from(felix_wire::Event {
+            tenant_id: "t1".into(),
+            namespace: "default".into(),
+            stream: "s".into(),
+            payload: b("e"),
+            offset: Some(3),
+        })))
+        .expect("json event");
+        assert_eq!(
+            drain(&mut d),
+            [
+                event(None, "a"),
+                event(Some(0), "b"),
+                event(Some(1), "c"),
+                SubscriptionItem::Gap {
+                    expected: 2,
+                    got: 3
+                },
+                event(Some(3), "e"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_non_event_frame_on_an_event_stream_is_a_protocol_error() {
+        let mut d = EventDecoder::new(1);
+        assert!(matches!(
+            d.push(Frame::Json(Message::from(OkMessage {}))),
+            Err(ClientError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn a_stream_that_arrives_after_registering_is_handed_over() {
+        let router = HelloRouter::new();
+        let mut rx = router.register(1);
+        assert!(router.deliver(1, "stream-1").is_none());
+        assert_eq!(rx.try_recv().expect("routed"), "stream-1");
+        assert_eq!(router.buffered(), 0);
+    }
+
+    #[test]
+    fn a_stream_that_arrives_first_is_buffered_until_registered() {
+        let router = HelloRouter::new();
+        assert!(router.deliver(2, "stream-2").is_none());
+        assert!(router.deliver(3, "stream-3").is_none());
+        assert_eq!(router.buffered(), 2);
+        let mut rx = router.register(3);
+        assert_eq!(rx.try_recv().expect("buffered"), "stream-3");
+        assert_eq!(router.buffered(), 1);
+        let mut rx = router.register(4);
+        assert!(rx.try_recv().is_err(), "nothing for 4 yet");
+    }
+
+    #[test]
+    fn streams_nobody_waits_for_are_discarded() {
+        let router = HelloRouter::new();
+        let rx = router.register(1);
+        drop(rx); // the subscriber gave up
+        assert_eq!(router.deliver(1, 1), Some(1));
+        for id in 0..MAX_EARLY_STREAMS as u64 {
+            assert!(router.deliver(100 + id, 100 + id).is_none());
+        }
+        assert_eq!(router.deliver(999, 999), Some(100), "the oldest goes");
+        assert_eq!(router.buffered(), MAX_EARLY_STREAMS);
+        assert_eq!(router.cancel(101), Some(101));
+        assert_eq!(router.cancel(101), None);
+    }
+
+    #[test]
+    fn closing_the_router_fails_waiters_and_refuses_streams() {
+        let router = HelloRouter::new();
+        let mut rx = router.register(1);
+        router.close();
+        assert!(rx.try_recv().is_err());
+        assert_eq!(router.deliver(1, "late"), Some("late"));
+        let mut rx = router.register(2);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn subscribe_replies() {
+        let json = |m| Frame::Json(m);
+        assert!(subscribe_reply(json(Message::from(Subscribed { subscription_id: 5 })), 5).is_ok());
+        assert!(matches!(
+            subscribe_reply(json(Message::from(Subscribed { subscription_id: 6 })), 5),
+            Err(ClientError::Protocol(_))
+        ));
+        let cursor = |reason| {
+            json(Message::from(SubscribeCursorError {
+                reason,
+                requested: 1,
+                available: 2,
+            }))
+        };
+        assert!(matches!(
+            subscribe_reply(cursor(CursorErrorReason::TooOld), 5),
+            Err(ClientError::CursorTooOld {
+                requested: 1,
+                available: 2
+            })
+        ));
+        assert!(matches!(
+            subscribe_reply(cursor(CursorErrorReason::InFuture), 5),
+            Err(ClientError::CursorInFuture {
+                requested: 1,
+                available: 2
+            })
+        ));
+        assert!(matches!(
+            subscribe_reply(json(Message::from(ErrorMessage { message: "no".into() })), 5),
+            Err(ClientError::Broker(m)) if m == "no"
+        ));
+    }
+}
