@@ -370,6 +370,9 @@ fn decode_json(spec: &Spec, payload: &[u8]) -> Result<Value, Failure> {
         Some((_, J::Str(t))) => t.clone(),
         Some(_) => return fail("wrong_type", "type"),
     };
+    if pairs.iter().filter(|(k, _)| k == "type").count() > 1 {
+        return fail("duplicate_field", "type");
+    }
     let m = spec
         .messages
         .iter()

@@ -35,7 +35,7 @@ pub enum ErrorClass {
     UnknownType,
     /// `missing_field`: A required JSON field (or `type`) is absent.
     MissingField,
-    /// `duplicate_field`: A JSON object names the same known field twice.
+    /// `duplicate_field`: A JSON object names the same known field, or `type`, twice.
     DuplicateField,
     /// `wrong_type`: A JSON field has the wrong JSON type (including `null` for a required field).
     WrongType,

@@ -68,8 +68,21 @@ impl Auth {
         let mut f_tenant_id: Option<String> = None;
         let mut f_token: Option<String> = None;
         let mut f_client_flags: Option<Option<u16>> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "auth.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "tenant_id" => {
                     if f_tenant_id.is_some() {
                         return Err(DecodeError::DuplicateField {

@@ -52,8 +52,21 @@ impl AuthOk {
     ) -> Result<Self, DecodeError> {
         let _ = start;
         let mut f_server_flags: Option<u16> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "auth_ok.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "server_flags" => {
                     if f_server_flags.is_some() {
                         return Err(DecodeError::DuplicateField {

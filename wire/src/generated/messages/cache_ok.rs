@@ -52,8 +52,21 @@ impl CacheOk {
     ) -> Result<Self, DecodeError> {
         let _ = start;
         let mut f_request_id: Option<u64> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "cache_ok.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "request_id" => {
                     if f_request_id.is_some() {
                         return Err(DecodeError::DuplicateField {

@@ -101,8 +101,21 @@ impl CachePut {
         let mut f_value: Option<Bytes> = None;
         let mut f_request_id: Option<Option<u64>> = None;
         let mut f_ttl_ms: Option<Option<u64>> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "cache_put.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "tenant_id" => {
                     if f_tenant_id.is_some() {
                         return Err(DecodeError::DuplicateField {

@@ -52,8 +52,21 @@ impl ErrorMessage {
     ) -> Result<Self, DecodeError> {
         let _ = start;
         let mut f_message: Option<String> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "error.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "message" => {
                     if f_message.is_some() {
                         return Err(DecodeError::DuplicateField {

@@ -45,8 +45,23 @@ impl OkMessage {
         mut first: bool,
     ) -> Result<Self, DecodeError> {
         let _ = start;
-        while r.next_key(&mut first)?.is_some() {
-            r.skip_value()?;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
+        while let Some((key, at)) = r.next_key(&mut first)? {
+            match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "ok.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
+                _ => r.skip_value()?,
+            }
         }
         Ok(Self {})
     }

@@ -64,8 +64,21 @@ impl SubscribeCursorError {
         let mut f_reason: Option<CursorErrorReason> = None;
         let mut f_requested: Option<u64> = None;
         let mut f_available: Option<u64> = None;
+        // `type` was read already when `first` is false; a second one is a
+        // duplicate, as for any other field (serde's tagged enums agree).
+        let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
+                "type" => {
+                    if seen_type {
+                        return Err(DecodeError::DuplicateField {
+                            field: "subscribe_cursor_error.type",
+                            offset: at,
+                        });
+                    }
+                    seen_type = true;
+                    r.skip_value()?;
+                }
                 "reason" => {
                     if f_reason.is_some() {
                         return Err(DecodeError::DuplicateField {
