@@ -150,6 +150,10 @@ pub(crate) enum BenchKind {
     Latency(bench::LatencyArgs),
     /// Cache put / get_hit / get_miss latency and throughput (Felix's cache demo).
     Cache(bench::CacheArgs),
+    /// One stream, many subscriptions over several connections: time from
+    /// a publish to its delivery at the last subscription (p50/p99), and
+    /// the time to set the subscriptions up.
+    Broadcast(crate::broadcast::BroadcastArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +380,100 @@ mod tests {
     }
 
     #[test]
+    fn broadcast_arguments() {
+        let args = |argv: &[&str]| match parse(argv).map(|c| c.command) {
+            Ok(Command::Bench {
+                kind: BenchKind::Broadcast(a),
+            }) => Ok(a),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let d = args(&["bench", "broadcast"]).expect("defaults");
+        assert_eq!(
+            (
+                d.subscriptions,
+                d.connections,
+                d.payload,
+                d.publishes,
+                d.warmup
+            ),
+            (1000, 8, 64, 50, 5)
+        );
+        assert_eq!(d.timeout_secs, 10);
+        assert!(
+            !d.broker.embedded && !d.broker.spawn_broker,
+            "--addr by default"
+        );
+        assert_eq!(d.results, PathBuf::from("bench-results.jsonl"));
+        let a = args(&[
+            "bench",
+            "broadcast",
+            "--subscriptions",
+            "25000",
+            "--connections",
+            "50",
+            "--payload",
+            "8",
+            "--publishes",
+            "3",
+            "--warmup",
+            "0",
+            "--spawn-broker",
+            "--results",
+            "r.jsonl",
+        ])
+        .expect("parses");
+        assert_eq!((a.subscriptions, a.connections, a.payload), (25_000, 50, 8));
+        assert_eq!((a.publishes, a.warmup), (3, 0));
+        assert!(a.broker.spawn_broker && !a.broker.embedded);
+        assert!(
+            args(&["bench", "broadcast", "--embedded"])
+                .expect("parses")
+                .broker
+                .embedded
+        );
+        for bad in [
+            &["--payload", "7"][..],
+            &["--subscriptions", "0"],
+            &["--connections", "0"],
+            &["--publishes", "0"],
+            &["--timeout-secs", "0"],
+            &["--embedded", "--spawn-broker"],
+        ] {
+            let argv: Vec<&str> = ["bench", "broadcast"].iter().chain(bad).copied().collect();
+            assert!(args(&argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_bench_can_spawn_a_broker() {
+        match parse(&["bench", "latency", "--spawn-broker"])
+            .expect("parses")
+            .command
+        {
+            Command::Bench {
+                kind: BenchKind::Latency(a),
+            } => assert!(a.broker.spawn_broker && !a.broker.embedded),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["bench", "cache", "--spawn-broker"])
+            .expect("parses")
+            .command
+        {
+            Command::Bench {
+                kind: BenchKind::Cache(a),
+            } => assert!(a.broker.spawn_broker),
+            other => panic!("{other:?}"),
+        }
+        for kind in ["latency", "cache", "broadcast"] {
+            assert!(
+                parse(&["bench", kind, "--spawn-broker", "--embedded"]).is_err(),
+                "{kind}: one broker or the other"
+            );
+        }
+    }
+
+    #[test]
     fn every_command_has_help() {
         for args in [
             &["--help"][..],
@@ -384,7 +482,10 @@ mod tests {
             &["cache", "--help"],
             &["cache", "put", "--help"],
             &["cache", "get", "--help"],
+            &["bench", "--help"],
             &["bench", "latency", "--help"],
+            &["bench", "cache", "--help"],
+            &["bench", "broadcast", "--help"],
             &["soak", "--help"],
         ] {
             let err = parse(args).expect_err("help exits");

@@ -33,9 +33,8 @@ pub(crate) struct LatencyArgs {
     /// Unacked binary publishes (0x0001); otherwise acked, one in flight.
     #[arg(long)]
     pub(crate) binary: bool,
-    /// Run the reference broker in this process (like Felix's demos).
-    #[arg(long)]
-    pub(crate) embedded: bool,
+    #[command(flatten)]
+    pub(crate) broker: crate::target::BrokerArgs,
     /// Run the matrix fanout {1,10} x batch {1,64} x payload {0,1024,4096}.
     #[arg(long)]
     pub(crate) all: bool,
@@ -82,6 +81,9 @@ pub(crate) struct LatencyReport {
     pub(crate) publish_msgs_per_s: f64,
     pub(crate) delivered_msgs_per_s: f64,
     pub(crate) unaccounted: u64,
+    /// A spawned broker's peak RSS so far (VmHWM at the end of the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broker_peak_rss_mib: Option<f64>,
 }
 
 fn now_ns() -> u128 {
@@ -98,12 +100,41 @@ fn stamped(payload: usize) -> Bytes {
     b.freeze()
 }
 
-fn percentile(sorted: &[u128], p: f64) -> f64 {
+/// The value at index round((n-1)p) of `sorted` nanoseconds, in
+/// microseconds (0 when empty).
+pub(crate) fn percentile(sorted: &[u128], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i] as f64 / 1000.0
+}
+
+/// Subscriber queue depth of a benchmark broker (lossless for a run).
+const QUEUE_CAPACITY: usize = 1 << 16;
+/// Streams (each direction) and subscriptions per connection of a
+/// benchmark broker: as many event streams as a client accepts.
+const MAX_BROKER_STREAMS: u32 = felix_client::tls::MAX_BROKER_STREAMS;
+
+/// The `felix-broker` flags that give a spawned broker the settings
+/// [`embedded_broker`] uses in-process (and the same 10,000 connections
+/// as both default to).
+pub(crate) fn spawned_broker_flags() -> Vec<String> {
+    [
+        ("--queue-capacity", QUEUE_CAPACITY.to_string()),
+        (
+            "--max-subscriptions-per-connection",
+            MAX_BROKER_STREAMS.to_string(),
+        ),
+        (
+            "--max-streams-per-connection",
+            MAX_BROKER_STREAMS.to_string(),
+        ),
+        ("--max-connections", "10000".to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .collect()
 }
 
 /// Starts the reference broker in-process on an ephemeral port with a
@@ -122,14 +153,17 @@ pub(crate) async fn embedded_broker() -> Result<
     let dir = std::env::temp_dir().join(format!("felix-bench-{}", std::process::id()));
     let material = tls::load_or_create_dev(&dir).map_err(|e| e.to_string())?;
     let transport = TransportSettings {
-        max_streams_per_connection: 1024,
+        max_streams_per_connection: MAX_BROKER_STREAMS,
         keep_alive: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
     };
     let server = tls::server_config(&material, &transport).map_err(|e| e.to_string())?;
     // Lossless for measurement: a subscriber queue deep enough for the run.
+    // As many subscriptions per connection as the client accepts event
+    // streams (the broadcast bench checks its spread against that).
     let settings = CoreSettings {
-        queue_capacity: 1 << 16,
+        queue_capacity: QUEUE_CAPACITY,
+        max_subscriptions_per_connection: MAX_BROKER_STREAMS as usize,
         ..CoreSettings::default()
     };
     let limits = ShellLimits {
@@ -255,6 +289,7 @@ pub(crate) async fn latency(
         publish_msgs_per_s: args.total as f64 / to_last,
         delivered_msgs_per_s: delivered as f64 / to_last,
         unaccounted: (args.total * fanout) as u64 - delivered.min((args.total * fanout) as u64),
+        broker_peak_rss_mib: None,
     })
 }
 
@@ -268,6 +303,19 @@ mod tests {
         assert_eq!(percentile(&v, 0.5), 501.0); // round(999 * 0.5) = 500 -> 501 us
         assert_eq!(percentile(&v, 0.99), 990.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn a_spawned_broker_gets_the_embedded_settings() {
+        use clap::Parser as _;
+        let mut argv = vec!["felix-broker".to_string()];
+        argv.extend(spawned_broker_flags());
+        let cli = felix_broker::config::Cli::try_parse_from(argv).expect("the broker takes them");
+        let config = felix_broker::config::Config::resolve(cli).expect("resolves");
+        assert_eq!(config.core.queue_capacity, QUEUE_CAPACITY);
+        assert_eq!(config.core.max_subscriptions_per_connection, 1024);
+        assert_eq!(config.max_streams_per_connection, 1024);
+        assert_eq!(config.max_connections, 10_000);
     }
 
     #[test]
@@ -299,9 +347,8 @@ pub(crate) struct CacheArgs {
     /// Operations per (size, operation) pair.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) ops: usize,
-    /// Run the reference broker in this process.
-    #[arg(long)]
-    pub(crate) embedded: bool,
+    #[command(flatten)]
+    pub(crate) broker: crate::target::BrokerArgs,
     /// Append each run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
@@ -317,6 +364,9 @@ pub(crate) struct CacheReport {
     pub(crate) p99_us: f64,
     pub(crate) ops_per_s: f64,
     pub(crate) errors: u64,
+    /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broker_peak_rss_mib: Option<f64>,
 }
 
 /// Runs put, get_hit and get_miss for one value size over `clients`.
@@ -379,6 +429,7 @@ pub(crate) async fn cache(
             p99_us: percentile(&all, 0.99),
             ops_per_s: all.len() as f64 / secs,
             errors,
+            broker_peak_rss_mib: None,
         });
     }
     out

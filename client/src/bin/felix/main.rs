@@ -12,29 +12,46 @@ use felix_client::{Client, ClientConfig, SubscriptionItem, Trust};
 
 mod args;
 mod bench;
+mod broadcast;
+mod broker_proc;
 mod soak;
+mod target;
 
 use args::{BenchKind, CacheOp, Cli, Command};
+use target::Target;
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// Opens the results file for appending.
+fn results_file(path: &std::path::Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The peak RSS column's header, when a spawned broker is measured.
+fn rss_header(target: &Target) -> String {
+    match target {
+        Target::Spawned(_) => format!(" {:>12}", "broker MiB"),
+        _ => String::new(),
+    }
+}
+
+/// The peak RSS column, when a spawned broker is measured.
+fn rss_cell(target: &Target, peak_mib: Option<f64>) -> String {
+    match target {
+        Target::Spawned(_) => format!(" {}", target::opt_col(peak_mib, 12)),
+        _ => String::new(),
+    }
+}
+
 async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, String> {
-    let mut embedded = None;
-    let mut config = if args.embedded {
-        let (broker, config, dir) = bench::embedded_broker().await?;
-        embedded = Some((broker, dir));
-        config
-    } else {
-        ClientConfig::new(
-            cli.addr,
-            cli.server_name.clone(),
-            trust(cli)?,
-            cli.tenant.clone(),
-            cli.token.clone(),
-        )
-    };
+    let (target, mut config) =
+        Target::open(cli, &args.broker, &bench::spawned_broker_flags()).await?;
     // Like Felix's demos: a pool of event connections, so subscribers do
     // not all share one connection's congestion window and crypto.
     config.event_connections = args
@@ -45,13 +62,9 @@ async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, Str
         .unwrap_or(1)
         .clamp(1, 8);
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
-    let mut results = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.results)
-        .map_err(|e| format!("{}: {e}", args.results.display()))?;
+    let mut results = results_file(&args.results)?;
     println!(
-        "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}",
+        "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}{}",
         "fanout",
         "batch",
         "payload",
@@ -61,12 +74,14 @@ async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, Str
         "p999 us",
         "publish msg/s",
         "delivered msg/s",
-        "unaccounted"
+        "unaccounted",
+        rss_header(&target)
     );
     for run in args.runs() {
-        let r = bench::latency(&client, &cli.namespace, &run).await?;
+        let mut r = bench::latency(&client, &cli.namespace, &run).await?;
+        r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
         println!(
-            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}",
+            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
             r.fanout,
             r.batch,
             r.payload,
@@ -76,16 +91,80 @@ async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, Str
             r.p999_us,
             r.publish_msgs_per_s,
             r.delivered_msgs_per_s,
-            r.unaccounted
+            r.unaccounted,
+            rss_cell(&target, r.broker_peak_rss_mib)
         );
         let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
     }
     client.close().await;
-    if let Some((broker, dir)) = embedded {
-        broker.shutdown().await;
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    target.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_broadcast_bench(
+    cli: &Cli,
+    args: &broadcast::BroadcastArgs,
+) -> Result<ExitCode, String> {
+    let (target, config) = Target::open(cli, &args.broker, &bench::spawned_broker_flags()).await?;
+    let run = broadcast::broadcast(&config, &cli.namespace, args).await;
+    // Stopped whatever happened; its peak is read before it stops.
+    let rss = target_name_and_close(target).await;
+    let mut r = run?;
+    r.broker = rss.0;
+    r.broker_peak_rss_mib = rss.1.and_then(|m| m.peak_mib());
+    r.broker_sampled_rss_mib = rss.1.and_then(|m| m.sampled_max_mib());
+    let mut results = results_file(&args.results)?;
+    println!(
+        "{:>13} {:>11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>11} {:>12}",
+        "subscriptions",
+        "connections",
+        "payload",
+        "publishes",
+        "setup ms",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "unaccounted",
+        "broker MiB"
+    );
+    println!(
+        "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {}",
+        r.subscriptions,
+        r.connections,
+        r.payload,
+        r.completed,
+        r.setup_ms,
+        r.p50_us,
+        r.p99_us,
+        r.max_us,
+        r.unaccounted,
+        target::opt_col(r.broker_peak_rss_mib, 12)
+    );
+    let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
+    let clean = r.unaccounted == 0 && r.timed_out == 0 && r.subscription_failures == 0;
+    if !clean {
+        eprintln!(
+            "felix: broadcast: {} publishes timed out, {} deliveries unaccounted, {} subscriptions failed{}",
+            r.timed_out,
+            r.unaccounted,
+            r.subscription_failures,
+            r.first_failure
+                .as_deref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Stops `target`; returns its name and a spawned broker's memory.
+async fn target_name_and_close(target: Target) -> (&'static str, Option<broker_proc::Rss>) {
+    let name = target.name();
+    (name, target.close().await)
 }
 
 fn trust(cli: &Cli) -> Result<Trust, String> {
@@ -100,40 +179,40 @@ fn trust(cli: &Cli) -> Result<Trust, String> {
 }
 
 async fn run_cache_bench(cli: &Cli, args: &bench::CacheArgs) -> Result<ExitCode, String> {
-    let mut embedded = None;
-    let config = if args.embedded {
-        let (broker, config, dir) = bench::embedded_broker().await?;
-        embedded = Some((broker, dir));
-        config
-    } else {
-        ClientConfig::new(
-            cli.addr,
-            cli.server_name.clone(),
-            trust(cli)?,
-            cli.tenant.clone(),
-            cli.token.clone(),
-        )
-    };
+    let (target, config) = Target::open(cli, &args.broker, &bench::spawned_broker_flags()).await?;
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         let mut c = config.clone();
         c.cache_streams = args.streams.max(1);
         clients.push(Client::connect(c).await.map_err(|e| e.to_string())?);
     }
-    let mut results = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.results)
-        .map_err(|e| format!("{}: {e}", args.results.display()))?;
+    let mut results = results_file(&args.results)?;
     println!(
-        "{:>9} {:>6} {:>11} {:>9} {:>9} {:>10} {:>7}",
-        "op", "size", "concurrency", "p50 us", "p99 us", "ops/s", "errors"
+        "{:>9} {:>6} {:>11} {:>9} {:>9} {:>10} {:>7}{}",
+        "op",
+        "size",
+        "concurrency",
+        "p50 us",
+        "p99 us",
+        "ops/s",
+        "errors",
+        rss_header(&target)
     );
     for size in &args.sizes {
-        for r in bench::cache(&clients, &cli.namespace, args, *size).await {
+        let reports = bench::cache(&clients, &cli.namespace, args, *size).await;
+        let peak = target.rss().and_then(|m| m.peak_mib());
+        for mut r in reports {
+            r.broker_peak_rss_mib = peak;
             println!(
-                "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}",
-                r.op, r.size, r.concurrency, r.p50_us, r.p99_us, r.ops_per_s, r.errors
+                "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}{}",
+                r.op,
+                r.size,
+                r.concurrency,
+                r.p50_us,
+                r.p99_us,
+                r.ops_per_s,
+                r.errors,
+                rss_cell(&target, peak)
             );
             let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
         }
@@ -141,10 +220,7 @@ async fn run_cache_bench(cli: &Cli, args: &bench::CacheArgs) -> Result<ExitCode,
     for c in &clients {
         c.close().await;
     }
-    if let Some((broker, dir)) = embedded {
-        broker.shutdown().await;
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    target.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,6 +232,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Bench {
             kind: BenchKind::Cache(args),
         } => return run_cache_bench(&cli, args).await,
+        Command::Bench {
+            kind: BenchKind::Broadcast(args),
+        } => return run_broadcast_bench(&cli, args).await,
         _ => {}
     }
     let config = ClientConfig::new(
