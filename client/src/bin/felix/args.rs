@@ -397,7 +397,8 @@ mod tests {
                 d.publishes,
                 d.warmup
             ),
-            (1000, 8, 64, 50, 5)
+            (1000, None, 64, 50, 5),
+            "connections: 8, or as many as the subscriptions need"
         );
         assert_eq!(d.timeout_secs, 10);
         assert!(
@@ -423,7 +424,10 @@ mod tests {
             "r.jsonl",
         ])
         .expect("parses");
-        assert_eq!((a.subscriptions, a.connections, a.payload), (25_000, 50, 8));
+        assert_eq!(
+            (a.subscriptions, a.connections, a.payload),
+            (25_000, Some(50), 8)
+        );
         assert_eq!((a.publishes, a.warmup), (3, 0));
         assert!(a.broker.spawn_broker && !a.broker.embedded);
         assert!(

@@ -119,7 +119,7 @@ async fn run_broadcast_bench(
         "subscriptions",
         "connections",
         "payload",
-        "publishes",
+        "completed",
         "setup ms",
         "p50 us",
         "p99 us",
@@ -141,8 +141,9 @@ async fn run_broadcast_bench(
         target::opt_col(r.broker_peak_rss_mib, 12)
     );
     let _ = writeln!(results, "{}", serde_json::to_string(&r).unwrap_or_default());
-    let clean = r.unaccounted == 0 && r.timed_out == 0 && r.subscription_failures == 0;
-    if !clean {
+    // Like the other benches, missing deliveries are figures (in the table
+    // and the JSON line), not a failed run; they are also spelled out here.
+    if r.unaccounted > 0 || r.timed_out > 0 || r.subscription_failures > 0 {
         eprintln!(
             "felix: broadcast: {} publishes timed out, {} deliveries unaccounted, {} subscriptions failed{}",
             r.timed_out,
@@ -154,11 +155,7 @@ async fn run_broadcast_bench(
                 .unwrap_or_default()
         );
     }
-    Ok(if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Stops `target`; returns its name and a spawned broker's memory.
