@@ -65,7 +65,10 @@ impl SubscriberQueue {
     /// A queue of `capacity` batches with `policy`.
     pub fn new(capacity: usize, policy: QueuePolicy) -> Arc<Self> {
         Arc::new(SubscriberQueue {
-            inner: Mutex::new(VecDeque::with_capacity(capacity.min(64))),
+            // Start small and grow on demand: most writers keep up and hold
+            // a batch or two, and a broadcast stream can have tens of
+            // thousands of subscribers (64 slots each cost ~60 MiB at 25k).
+            inner: Mutex::new(VecDeque::with_capacity(capacity.min(4))),
             capacity: capacity.max(1),
             policy,
             closed: AtomicBool::new(false),

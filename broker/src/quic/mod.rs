@@ -10,6 +10,7 @@
 //!   close connections with an application close reason.
 
 mod events;
+mod socket;
 mod stream;
 
 use std::net::SocketAddr;
@@ -75,7 +76,12 @@ impl RunningBroker {
         core: Arc<Core>,
         limits: ShellLimits,
     ) -> std::io::Result<Self> {
-        let endpoint = quinn::Endpoint::server(server_config, addr)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket::bind(addr)?,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let tasks = TaskTracker::new();
         let writers = TaskTracker::new();
         let accept = tokio::spawn(accept_loop(
