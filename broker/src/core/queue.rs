@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -57,6 +57,10 @@ pub struct SubscriberQueue {
     readable: Notify,
     /// Wakes blocked publishers when space frees up.
     writable: Notify,
+    /// Also woken with `readable`: the connection's event writer, which
+    /// serves every subscription of one connection (see
+    /// [`SubscriberQueue::also_wake`]).
+    also: OnceLock<Arc<Notify>>,
     /// Per-subscriber counters.
     pub stats: SubscriberStats,
 }
@@ -73,6 +77,7 @@ impl SubscriberQueue {
             policy,
             closed: AtomicBool::new(false),
             readable: Notify::new(),
+            also: OnceLock::new(),
             writable: Notify::new(),
             stats: SubscriberStats::default(),
         })
@@ -118,9 +123,23 @@ impl SubscriberQueue {
             }
         };
         if outcome != PushOutcome::Dropped {
-            self.readable.notify_one();
+            self.wake_readers();
         }
         outcome
+    }
+
+    /// Also wakes `notify` whenever a batch arrives or the queue closes
+    /// (set once; later calls are ignored). One writer serving many
+    /// queues waits on one shared `Notify` instead of one per queue.
+    pub fn also_wake(&self, notify: Arc<Notify>) {
+        let _ = self.also.set(notify);
+    }
+
+    fn wake_readers(&self) {
+        self.readable.notify_one();
+        if let Some(also) = self.also.get() {
+            also.notify_one();
+        }
     }
 
     /// True while a `block` publisher must wait for this queue.
@@ -195,7 +214,7 @@ impl SubscriberQueue {
     /// Closes the queue: pushes are refused, the writer drains what is left.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.readable.notify_one();
+        self.wake_readers();
         self.writable.notify_waiters();
     }
 

@@ -4,7 +4,8 @@
 //!   and refuses connections over the limit with a close reason;
 //! - each connection accepts bidirectional (control) and unidirectional
 //!   (publish-only) streams and runs one task per stream ([`stream`]);
-//! - each subscription gets an event writer task ([`events`]);
+//! - each connection has one event writer task serving all its
+//!   subscriptions ([`events`]);
 //! - [`RunningBroker::shutdown`] drains: stop accepting, flush pending
 //!   events, let writers empty their queues and finish their streams, then
 //!   close connections with an application close reason.
@@ -48,6 +49,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) writers: TaskTracker,
     pub(crate) subscriptions: Arc<AtomicUsize>,
     pub(crate) max_frame_bytes: u32,
+    /// Writes every subscription's events on this connection.
+    pub(crate) events: Arc<events::EventWriter>,
 }
 
 /// A broker serving on a bound endpoint.
@@ -190,6 +193,7 @@ async fn accept_loop(
                 writers,
                 subscriptions: Arc::new(AtomicUsize::new(0)),
                 max_frame_bytes,
+                events: Arc::default(),
             };
             serve_connection(ctx).await;
             core.metrics.connections_open.fetch_sub(1, Ordering::AcqRel);

@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use felix_wire::{EventStreamHello, Frame, FrameDecoder, Message, Subscribed};
 use quinn::{RecvStream, SendStream};
 
-use super::events;
 use super::ConnectionContext;
 use crate::core::pubsub::{StreamKey, Subscription};
 use crate::core::session::{Now, Output, Role, Session};
@@ -218,10 +217,5 @@ async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies:
     replies.push(reply(Message::from(Subscribed {
         subscription_id: sub.id,
     })));
-    let writer_ctx = ctx.clone();
-    ctx.writers.spawn(async move {
-        events::write_live(&writer_ctx, &sub, uni).await;
-        writer_ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-        writer_ctx.core.pubsub.unsubscribe(&sub.key, sub.id);
-    });
+    ctx.events.register(ctx, sub, uni);
 }
