@@ -1,7 +1,7 @@
 //! A subscriber's bounded queue of encoded event batches.
 //!
 //! The fanout path pushes the same `Bytes` (one encoding per batch) into
-//! every subscriber's queue; the subscriber's writer task pops and writes.
+//! every subscriber's queue; its connection's event writer pops and writes.
 //! A full queue applies its policy: `drop_new` refuses the batch,
 //! `drop_old` evicts the oldest, `block` accepts it and tells the publisher
 //! to wait. Every dropped event is counted, per subscriber.
