@@ -445,6 +445,17 @@ async fn auth_failure_tenant_isolation_and_permission_denial() {
 
 #[tokio::test]
 async fn a_stalled_subscriber_does_not_slow_another_and_drops_are_counted() {
+    stalled_and_live_subscribers(false).await;
+}
+
+/// One event writer serves all subscriptions of a connection: a stream
+/// blocked by flow control must not hold back its neighbours.
+#[tokio::test]
+async fn a_stalled_subscriber_does_not_slow_another_on_the_same_connection() {
+    stalled_and_live_subscribers(true).await;
+}
+
+async fn stalled_and_live_subscribers(same_connection: bool) {
     let mut s = settings();
     s.queue_capacity = 4;
     s.queue_policy = QueuePolicy::DropNew;
@@ -452,10 +463,11 @@ async fn a_stalled_subscriber_does_not_slow_another_and_drops_are_counted() {
     let peer = Peer::connect(b.broker.local_addr(), &b.certs)
         .await
         .expect("connect");
-    let stalled_peer = Peer::connect(b.broker.local_addr(), &b.certs)
+    let other_peer = Peer::connect(b.broker.local_addr(), &b.certs)
         .await
         .expect("connect");
-    let _stalled = subscribed(&stalled_peer, "fast", 1, StartPosition::Latest).await; // never read
+    let stalled_peer = if same_connection { &peer } else { &other_peer };
+    let _stalled = subscribed(stalled_peer, "fast", 1, StartPosition::Latest).await; // never read
     let mut live = subscribed(&peer, "fast", 2, StartPosition::Latest).await;
     let mut c = peer.control("t1").await;
     let total = 2000u64;

@@ -118,6 +118,8 @@ impl EventWriter {
     /// Serves the connection's subscriptions until none is left.
     async fn run(&self, ctx: &ConnectionContext) {
         let mut slots: Vec<Slot> = Vec::new();
+        // Reused for every queue drained (no allocation per delivery).
+        let mut scratch: Vec<QueuedBatch> = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
         let mut notified = pin!(self.wake.notified());
         poll_fn(|cx| loop {
             // Take the wake-up first: anything queued after this point
@@ -128,7 +130,7 @@ impl EventWriter {
             }
             slots.append(&mut self.lock_incoming());
             let mut more = false;
-            slots.retain_mut(|slot| match serve(ctx, slot, cx) {
+            slots.retain_mut(|slot| match serve(ctx, slot, &mut scratch, cx) {
                 Turn::Idle => true,
                 Turn::More => {
                     more = true;
@@ -164,7 +166,16 @@ impl EventWriter {
 }
 
 /// Writes what one subscription has queued, as far as its stream takes it.
-fn serve(ctx: &ConnectionContext, slot: &mut Slot, cx: &mut Context<'_>) -> Turn {
+///
+/// Every wake-up of the writer scans all of the connection's subscriptions
+/// (at most `max_subscriptions_per_connection`, 1024 by default); an idle
+/// one costs a queue lock.
+fn serve(
+    ctx: &ConnectionContext,
+    slot: &mut Slot,
+    batches: &mut Vec<QueuedBatch>,
+    cx: &mut Context<'_>,
+) -> Turn {
     if slot.stopped.load(Ordering::Acquire) {
         return Turn::Done;
     }
@@ -172,10 +183,8 @@ fn serve(ctx: &ConnectionContext, slot: &mut Slot, cx: &mut Context<'_>) -> Turn
         if slot.at == slot.pending.len() {
             slot.pending.clear();
             slot.at = 0;
-            let mut batches: Vec<QueuedBatch> = Vec::new();
-            slot.sub
-                .queue
-                .drain_into(&mut batches, MAX_BATCHES_PER_WRITE);
+            batches.clear();
+            slot.sub.queue.drain_into(batches, MAX_BATCHES_PER_WRITE);
             if batches.is_empty() {
                 if slot.sub.queue.is_closed() {
                     // Drained after close: end the stream cleanly and let
@@ -190,7 +199,7 @@ fn serve(ctx: &ConnectionContext, slot: &mut Slot, cx: &mut Context<'_>) -> Turn
                 return Turn::Idle;
             }
             slot.pending_events = batches.iter().map(|b| b.events).sum();
-            slot.pending.extend(batches.into_iter().map(|b| b.frame));
+            slot.pending.extend(batches.drain(..).map(|b| b.frame));
         }
         // `write_chunks` is cancel-safe: a poll that is not ready wrote
         // nothing and registered this task to be woken when it can.
