@@ -110,7 +110,7 @@ pub struct Subscription {
 
 #[derive(Debug)]
 struct Subscriber {
-    id: u64,
+    /// Identifies the subscription (ids are the clients' and may repeat).
     queue: Arc<SubscriberQueue>,
     offsets: bool,
 }
@@ -415,7 +415,6 @@ impl PubSub {
         }
         let queue = SubscriberQueue::new(self.settings.queue_capacity, self.settings.queue_policy);
         s.subscribers.push(Subscriber {
-            id,
             queue: queue.clone(),
             offsets,
         });
@@ -440,13 +439,20 @@ impl PubSub {
         }
     }
 
-    /// Removes a subscriber and closes its queue.
-    pub fn unsubscribe(&self, key: &StreamKey, id: u64) {
-        let Some(stream) = lock(&self.streams).get(key).cloned() else {
+    /// Removes a subscription and closes its queue.
+    ///
+    /// Found by its queue, not its id: ids are chosen by clients, and two
+    /// clients on one stream may well use the same one.
+    pub fn unsubscribe(&self, sub: &Subscription) {
+        let Some(stream) = lock(&self.streams).get(&sub.key).cloned() else {
             return;
         };
         let mut s = lock(&stream);
-        if let Some(i) = s.subscribers.iter().position(|x| x.id == id) {
+        if let Some(i) = s
+            .subscribers
+            .iter()
+            .position(|x| Arc::ptr_eq(&x.queue, &sub.queue))
+        {
             let sub = s.subscribers.swap_remove(i);
             sub.queue.close();
             self.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
@@ -572,6 +578,28 @@ mod tests {
         let sizes: Vec<usize> = chunks(&items, 64, 5).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, [2, 2, 2, 2, 2]);
         assert!(chunks(&[], 4, 4).is_empty());
+    }
+
+    #[test]
+    fn unsubscribing_removes_that_subscription_even_when_another_client_uses_the_same_id() {
+        // Subscription ids are chosen by each client: two clients on one
+        // stream commonly both use 1.
+        let ps = pubsub(|_| {});
+        let first = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        let second = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        ps.unsubscribe(&second);
+        assert!(second.queue.is_closed());
+        assert!(
+            !first.queue.is_closed(),
+            "the other client's subscription stays"
+        );
+        ps.publish(&key(), &payloads(1), Instant::now())
+            .expect("publish");
+        assert!(first.queue.try_pop().is_some(), "and keeps receiving");
     }
 
     #[test]

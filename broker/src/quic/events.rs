@@ -228,5 +228,5 @@ fn serve(
 /// Forgets an ended subscription.
 fn end(ctx: &ConnectionContext, slot: &Slot) {
     ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-    ctx.core.pubsub.unsubscribe(&slot.sub.key, slot.sub.id);
+    ctx.core.pubsub.unsubscribe(&slot.sub);
 }

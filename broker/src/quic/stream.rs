@@ -179,7 +179,7 @@ async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies:
     let count = ctx.subscriptions.fetch_add(1, Ordering::AcqRel) + 1;
     if count > ctx.core.settings.max_subscriptions_per_connection {
         ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-        ctx.core.pubsub.unsubscribe(&sub.key, sub.id);
+        ctx.core.pubsub.unsubscribe(&sub);
         replies.push(reply(Message::from(felix_wire::ErrorMessage {
             message: format!(
                 "subscription limit reached: {} per connection",
@@ -193,7 +193,7 @@ async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies:
         Err(e) => {
             tracing::debug!(error = %e, "opening an event stream failed");
             ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-            ctx.core.pubsub.unsubscribe(&sub.key, sub.id);
+            ctx.core.pubsub.unsubscribe(&sub);
             replies.push(reply(Message::from(felix_wire::ErrorMessage {
                 message: "could not open the event stream".into(),
             })));
@@ -207,7 +207,7 @@ async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies:
     first.extend(sub.replay.iter().cloned());
     if uni.write_all_chunks(&mut first).await.is_err() {
         ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-        ctx.core.pubsub.unsubscribe(&sub.key, sub.id);
+        ctx.core.pubsub.unsubscribe(&sub);
         return;
     }
     ctx.core
