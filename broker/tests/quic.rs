@@ -602,3 +602,40 @@ async fn metrics_and_health_endpoints_answer() {
     assert!(get("/healthz").await.ends_with("\r\n\r\nok\n"));
     assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
 }
+
+#[tokio::test]
+async fn a_client_leaving_never_ends_another_clients_subscription_with_the_same_id() {
+    let b = start(settings(), Authenticator::Dev).await;
+    let staying = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let leaving = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    // Both clients number their subscriptions from 1.
+    let mut stays = subscribed(&staying, "shared", 1, StartPosition::Latest).await;
+    let _leaves = subscribed(&leaving, "shared", 1, StartPosition::Latest).await;
+    let key = felix_broker::core::pubsub::StreamKey {
+        tenant: "t1".into(),
+        namespace: "default".into(),
+        stream: "shared".into(),
+    };
+    leaving.conn.close(0u32.into(), b"bye");
+    for _ in 0..200 {
+        if b.broker.core().pubsub.subscriber_stats(&key).len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.broker.core().pubsub.subscriber_stats(&key).len(), 1);
+    let mut c = staying.control("t1").await;
+    c.send(publish("shared", "after", Some(1), None)).await;
+    assert_eq!(
+        c.recv().await,
+        Frame::Json(Message::PublishOk(PublishOk { request_id: 1 }))
+    );
+    let events = tokio::time::timeout(Duration::from_secs(5), read_events(&mut stays, 1))
+        .await
+        .expect("the staying client's subscription still delivers");
+    assert_eq!(events[0].1, Bytes::from_static(b"after"));
+}
