@@ -41,6 +41,7 @@ pub fn all() -> Vec<LiveCase> {
         case!("broker/pubsub/subscribe", Required, "subscribe opens an event stream with event_stream_hello, then subscribed ends the control stream", pubsub_subscribe),
         case!("broker/pubsub/events_in_order", Required, "events arrive in publish order with contiguous offsets", pubsub_in_order),
         case!("broker/pubsub/fanout", Required, "every subscriber gets every event", pubsub_fanout),
+        case!("broker/pubsub/same_id_other_client", Recommended, "a client leaving does not end another client's subscription that uses the same subscription id", pubsub_same_id_other_client),
         case!("broker/pubsub/offsets", Required, "a subscriber that negotiated offsets gets 0x0024 batches with base_offset", pubsub_offsets),
         case!("broker/pubsub/no_offsets_without_negotiation", Required, "a subscriber that did not advertise 0x0020 gets batches without offsets", pubsub_no_offsets),
         case!("broker/pubsub/start_earliest", Required, "start earliest replays history (0x0002) then goes live", pubsub_earliest),
@@ -319,6 +320,31 @@ async fn pubsub_fanout(ctx: &Ctx) -> Result<(), String> {
         {
             return Err(format!("subscriber {} got {got:?}", n + 1));
         }
+    }
+    Ok(())
+}
+
+async fn pubsub_same_id_other_client(ctx: &Ctx) -> Result<(), String> {
+    let stream = ctx.stream("same-id");
+    let staying = ctx.peer().await?;
+    let leaving = ctx.peer().await?;
+    // Clients choose subscription ids; both use 1 here.
+    let mut stays = ctx
+        .subscribe(&staying, &stream, 1, StartPosition::Latest)
+        .await?;
+    let _leaves = ctx
+        .subscribe(&leaving, &stream, 1, StartPosition::Latest)
+        .await?;
+    leaving.conn.close(0u32.into(), b"leaving");
+    // Give the broker time to notice the closed connection.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut c = staying.control().await?;
+    publish_acked(ctx, &mut c, &stream, "after", 1).await?;
+    let got = read_events(&mut stays, 1)
+        .await
+        .map_err(|e| format!("the staying client's subscription 1: {e}"))?;
+    if got[0].1 != Bytes::from_static(b"after") {
+        return Err(format!("the staying client got {got:?}"));
     }
     Ok(())
 }
