@@ -493,6 +493,21 @@ impl<'a> JsonReader<'a> {
         Ok(out)
     }
 
+    /// Skips the value of a `type` key met while reading a message's
+    /// fields: the first is the one already dispatched on, a second is a
+    /// [`DecodeError::DuplicateField`] at `at` (as for any other field).
+    pub fn skip_type_once(
+        &mut self,
+        seen: &mut bool,
+        field: &'static str,
+        at: usize,
+    ) -> Result<()> {
+        if std::mem::replace(seen, true) {
+            return Err(DecodeError::DuplicateField { field, offset: at });
+        }
+        self.skip_value()
+    }
+
     /// Reads `"type"`'s value without consuming the reader: scans the
     /// top-level object for the `type` key, skipping other values (it is
     /// usually first, so this stops at once).

@@ -57,16 +57,7 @@ impl AuthOk {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "auth_ok.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "auth_ok.type", at)?,
                 "server_flags" => {
                     if f_server_flags.is_some() {
                         return Err(DecodeError::DuplicateField {

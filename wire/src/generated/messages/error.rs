@@ -57,16 +57,7 @@ impl ErrorMessage {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "error.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "error.type", at)?,
                 "message" => {
                     if f_message.is_some() {
                         return Err(DecodeError::DuplicateField {

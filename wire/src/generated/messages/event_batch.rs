@@ -86,16 +86,7 @@ impl EventBatch {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "event_batch.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "event_batch.type", at)?,
                 "tenant_id" => {
                     if f_tenant_id.is_some() {
                         return Err(DecodeError::DuplicateField {

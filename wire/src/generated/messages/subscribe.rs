@@ -89,16 +89,7 @@ impl Subscribe {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "subscribe.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "subscribe.type", at)?,
                 "tenant_id" => {
                     if f_tenant_id.is_some() {
                         return Err(DecodeError::DuplicateField {

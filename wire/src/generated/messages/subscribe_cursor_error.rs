@@ -69,16 +69,7 @@ impl SubscribeCursorError {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "subscribe_cursor_error.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "subscribe_cursor_error.type", at)?,
                 "reason" => {
                     if f_reason.is_some() {
                         return Err(DecodeError::DuplicateField {

@@ -57,16 +57,7 @@ impl Subscribed {
         let mut seen_type = !first;
         while let Some((key, at)) = r.next_key(&mut first)? {
             match &*key {
-                "type" => {
-                    if seen_type {
-                        return Err(DecodeError::DuplicateField {
-                            field: "subscribed.type",
-                            offset: at,
-                        });
-                    }
-                    seen_type = true;
-                    r.skip_value()?;
-                }
+                "type" => r.skip_type_once(&mut seen_type, "subscribed.type", at)?,
                 "subscription_id" => {
                     if f_subscription_id.is_some() {
                         return Err(DecodeError::DuplicateField {
