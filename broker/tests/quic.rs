@@ -615,19 +615,8 @@ async fn a_client_leaving_never_ends_another_clients_subscription_with_the_same_
     // Both clients number their subscriptions from 1.
     let mut stays = subscribed(&staying, "shared", 1, StartPosition::Latest).await;
     let _leaves = subscribed(&leaving, "shared", 1, StartPosition::Latest).await;
-    let key = felix_broker::core::pubsub::StreamKey {
-        tenant: "t1".into(),
-        namespace: "default".into(),
-        stream: "shared".into(),
-    };
     leaving.conn.close(0u32.into(), b"bye");
-    for _ in 0..200 {
-        if b.broker.core().pubsub.subscriber_stats(&key).len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(b.broker.core().pubsub.subscriber_stats(&key).len(), 1);
+    assert_eq!(b.wait_for_subscribers("shared", 1).await, 1);
     let mut c = staying.control("t1").await;
     c.send(publish("shared", "after", Some(1), None)).await;
     assert_eq!(

@@ -331,14 +331,8 @@ async fn consumers(policy: QueuePolicy, with_bad_consumers: bool) -> (f64, Vec<(
         stream: "load".into(),
     };
     let expected_subscribers = if with_bad_consumers { 3 } else { 1 };
-    for _ in 0..100 {
-        if b.broker.core().pubsub.subscriber_stats(&key).len() == expected_subscribers {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     assert_eq!(
-        b.broker.core().pubsub.subscriber_stats(&key).len(),
+        b.wait_for_subscribers("load", expected_subscribers).await,
         expected_subscribers,
         "the vanished subscriber was removed, the others remain"
     );

@@ -23,6 +23,26 @@ pub(crate) struct TestBroker {
     _dir: TempDir,
 }
 
+impl TestBroker {
+    /// Waits (up to 2 s) until stream `stream` of tenant `t1`, namespace
+    /// `default` has `n` live subscribers; returns the count it ended with.
+    pub(crate) async fn wait_for_subscribers(&self, stream: &str, n: usize) -> usize {
+        let key = felix_broker::core::pubsub::StreamKey {
+            tenant: "t1".into(),
+            namespace: "default".into(),
+            stream: stream.into(),
+        };
+        let count = || self.broker.core().pubsub.subscriber_stats(&key).len();
+        for _ in 0..200 {
+            if count() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        count()
+    }
+}
+
 pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl Drop for TempDir {
