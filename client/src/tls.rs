@@ -67,11 +67,25 @@ fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// The rustls configuration: TLS 1.3 only, the ring crypto provider, the
-/// certificates `trust` names as the only roots, no client certificate and
-/// never any ALPN protocol.
+/// The ring crypto provider with TLS_AES_128_GCM_SHA256 as the first
+/// choice. Servers that follow the client's order (rustls's default, and
+/// the reference broker) then use it. Both AES-GCM suites are mandatory in
+/// TLS 1.3, but AES-128 runs 10 rounds where AES-256 runs 14. Sealing and
+/// opening packets is about a fifth of the 4 KiB fan-out profile, and this
+/// choice gave +10% delivered msg/s there (three alternating pairs).
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    provider
+}
+
+/// The rustls configuration: TLS 1.3 only, the ring crypto provider
+/// (AES-128-GCM first), the certificates `trust` names as the only roots,
+/// no client certificate and never any ALPN protocol.
 pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crypto_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Tls(e.to_string()))?;
@@ -127,6 +141,43 @@ mod tests {
             .cert
             .pem()
             .into_bytes()
+    }
+
+    #[test]
+    fn a_server_that_follows_the_client_order_picks_aes_128_gcm() {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("generate a certificate");
+        let cert = key.cert.der().clone();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into()),
+        )
+        .expect("server config");
+        let pem = key.cert.pem().into_bytes();
+        let client = rustls_config(&Trust::CertificatePem(pem)).expect("client config");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+        let mut server = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+        // An in-memory handshake: shuttle records until neither side writes.
+        let mut wire = Vec::new();
+        while client.is_handshaking() || server.is_handshaking() {
+            wire.clear();
+            client.write_tls(&mut wire).expect("client writes");
+            server.read_tls(&mut &wire[..]).expect("server reads");
+            server.process_new_packets().expect("server accepts");
+            wire.clear();
+            server.write_tls(&mut wire).expect("server writes");
+            client.read_tls(&mut &wire[..]).expect("client reads");
+            client.process_new_packets().expect("client accepts");
+        }
+        let suite = client.negotiated_cipher_suite().expect("negotiated");
+        assert_eq!(suite.suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     }
 
     #[test]

@@ -88,6 +88,21 @@ impl From<AckArg> for Ack {
     }
 }
 
+impl Cli {
+    /// A benchmark's `--threads`, if this is a benchmark that sets it.
+    pub(crate) fn bench_threads(&self) -> Option<usize> {
+        let Command::Bench { kind } = &self.command else {
+            return None;
+        };
+        let broker = match kind {
+            BenchKind::Latency(a) => &a.broker,
+            BenchKind::Cache(a) => &a.broker,
+            BenchKind::Broadcast(a) => &a.broker,
+        };
+        broker.threads.map(usize::from)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Publish messages: the arguments, or one per line of standard input.

@@ -81,6 +81,9 @@ pub(crate) struct LatencyReport {
     pub(crate) publish_msgs_per_s: f64,
     pub(crate) delivered_msgs_per_s: f64,
     pub(crate) unaccounted: u64,
+    /// Worker threads of this process's runtime (which an embedded broker
+    /// shares).
+    pub(crate) threads: usize,
     /// A spawned broker's peak RSS so far (VmHWM at the end of the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -98,6 +101,11 @@ fn stamped(payload: usize) -> Bytes {
     b.put_u128(now_ns());
     b.put_bytes(0, payload);
     b.freeze()
+}
+
+/// Worker threads of the runtime this runs on.
+pub(crate) fn runtime_threads() -> usize {
+    tokio::runtime::Handle::current().metrics().num_workers()
 }
 
 /// The value at index round((n-1)p) of `sorted` nanoseconds, in
@@ -289,6 +297,7 @@ pub(crate) async fn latency(
         publish_msgs_per_s: args.total as f64 / to_last,
         delivered_msgs_per_s: delivered as f64 / to_last,
         unaccounted: (args.total * fanout) as u64 - delivered.min((args.total * fanout) as u64),
+        threads: runtime_threads(),
         broker_peak_rss_mib: None,
     })
 }
@@ -364,6 +373,9 @@ pub(crate) struct CacheReport {
     pub(crate) p99_us: f64,
     pub(crate) ops_per_s: f64,
     pub(crate) errors: u64,
+    /// Worker threads of this process's runtime (which an embedded broker
+    /// shares).
+    pub(crate) threads: usize,
     /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -429,6 +441,7 @@ pub(crate) async fn cache(
             p99_us: percentile(&all, 0.99),
             ops_per_s: all.len() as f64 / secs,
             errors,
+            threads: runtime_threads(),
             broker_peak_rss_mib: None,
         });
     }

@@ -97,6 +97,9 @@ pub(crate) struct BroadcastReport {
     /// Subscriptions that failed or ended during the run.
     pub(crate) subscription_failures: u64,
     pub(crate) first_failure: Option<String>,
+    /// Worker threads of this process's runtime (which an embedded broker
+    /// shares).
+    pub(crate) threads: usize,
     /// A spawned broker's peak RSS (VmHWM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -426,6 +429,7 @@ pub(crate) async fn broadcast(
         gap_events: tally.gap_events.load(Ordering::Relaxed),
         subscription_failures: tally.failures.load(Ordering::Relaxed),
         first_failure,
+        threads: crate::bench::runtime_threads(),
         ..BroadcastReport::default()
     })
 }

@@ -22,6 +22,12 @@ pub(crate) struct BrokerArgs {
     /// broker_peak_rss_mib, then stop it with SIGTERM.
     #[arg(long, conflicts_with = "embedded")]
     pub(crate) spawn_broker: bool,
+    /// Runtime worker threads of this process, which an --embedded broker
+    /// shares (default: one per core). With 1, the client and an embedded
+    /// broker hand work over on one thread and never pay a cross-thread
+    /// wake-up; a spawned broker keeps its own default.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: Option<u16>,
 }
 
 /// The broker a benchmark runs against.
