@@ -104,6 +104,28 @@ pub fn load_or_create_dev(data_dir: &Path) -> Result<TlsMaterial, TlsError> {
     load(&cert_path, &key_path)
 }
 
+/// The largest UDP payload the broker searches for with path MTU
+/// discovery and accepts from peers (quinn's default is 1452).
+///
+/// Discovery (RFC 8899) only ever uses a size the path carried, so on a
+/// 1500-byte Ethernet path it settles at 1452 as before, at the cost of a
+/// few lost probes every ten minutes. On loopback and jumbo-frame networks
+/// packets grow to this size: fewer packets mean fewer headers to protect,
+/// frames to build and ACKs to track. Measured on loopback with 10
+/// subscribers of 64 x 4 KiB batches: 170-190k delivered msg/s at 1452,
+/// 260-320k at 3000-6000, and worse again at 9000 and above (three
+/// alternating runs each), so 4096.
+pub const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// The endpoint configuration: peers may send datagrams of up to
+/// [`MAX_UDP_PAYLOAD`] bytes.
+pub fn endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    // Within quinn's 1200..=65527, which a unit test checks.
+    let _ = config.max_udp_payload_size(MAX_UDP_PAYLOAD);
+    config
+}
+
 /// Transport settings of the QUIC endpoint.
 #[derive(Debug, Clone)]
 pub struct TransportSettings {
@@ -134,6 +156,9 @@ pub fn server_config(
     t.max_concurrent_bidi_streams(transport.max_streams_per_connection.into());
     t.max_concurrent_uni_streams(transport.max_streams_per_connection.into());
     t.keep_alive_interval(Some(transport.keep_alive));
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     t.max_idle_timeout(Some(
         transport
             .idle_timeout

@@ -160,7 +160,12 @@ impl Client {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let mut endpoint = quinn::Endpoint::client(bind)?;
+        let mut endpoint = quinn::Endpoint::new(
+            crate::tls::endpoint_config(),
+            None,
+            crate::socket::bind(bind)?,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         endpoint.set_default_client_config(crate::tls::quinn_config(&config)?);
         let client = Client {
             inner: Arc::new(Inner {

@@ -58,6 +58,7 @@
 //! - `cache`: the cache requests.
 //! - `subscribe`: [`Subscription`], [`SubscriptionItem`], [`Event`],
 //!   [`GapDetector`], event-stream routing.
+//! - `socket`: the UDP socket, with kernel buffers sized for fan-out.
 //! - [`tls`]: the rustls and quinn configuration.
 
 mod cache;
@@ -67,6 +68,7 @@ mod error;
 mod frames;
 mod pool;
 mod publish;
+mod socket;
 mod subscribe;
 pub mod tls;
 

@@ -80,7 +80,7 @@ impl RunningBroker {
         limits: ShellLimits,
     ) -> std::io::Result<Self> {
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            crate::tls::endpoint_config(),
             Some(server_config),
             socket::bind(addr)?,
             Arc::new(quinn::TokioRuntime),
