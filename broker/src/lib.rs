@@ -13,6 +13,7 @@
 //! - [`http`]: `/metrics` (Prometheus) and `/healthz`.
 //! - [`persist`]: replay rings saved on drain and loaded on start.
 //! - [`app`]: wiring a [`config::Config`] into a running broker.
+//! - [`runtime`]: the tokio runtime: worker threads, optional busy polling.
 
 pub mod app;
 pub mod config;
@@ -20,4 +21,5 @@ pub mod core;
 pub mod http;
 pub mod persist;
 pub mod quic;
+pub mod runtime;
 pub mod tls;

@@ -4,12 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use felix_broker::app;
 use felix_broker::config::{Cli, Config};
+use felix_broker::{app, runtime};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match Config::resolve(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -17,6 +16,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = match runtime::build(config.worker_threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("felix-broker: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.busy_poll {
+        runtime::start_busy_polling(runtime.handle());
+    }
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
@@ -29,7 +42,13 @@ async fn main() -> ExitCode {
         }
     };
     let addr = started.broker.local_addr();
-    tracing::info!(%addr, auth = ?config.auth, "felix-broker serving felix-wire v1 over QUIC (no ALPN)");
+    tracing::info!(
+        %addr,
+        auth = ?config.auth,
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        busy_poll = config.busy_poll,
+        "felix-broker serving felix-wire v1 over QUIC (no ALPN)"
+    );
     println!(
         "felix-broker listening on {addr} (QUIC, felix-wire v1, auth {:?})",
         config.auth

@@ -89,17 +89,16 @@ impl From<AckArg> for Ack {
 }
 
 impl Cli {
-    /// A benchmark's `--threads`, if this is a benchmark that sets it.
-    pub(crate) fn bench_threads(&self) -> Option<usize> {
+    /// A benchmark's `--embedded` / `--spawn-broker` / runtime flags.
+    pub(crate) fn bench_broker(&self) -> Option<&crate::target::BrokerArgs> {
         let Command::Bench { kind } = &self.command else {
             return None;
         };
-        let broker = match kind {
+        Some(match kind {
             BenchKind::Latency(a) => &a.broker,
             BenchKind::Cache(a) => &a.broker,
             BenchKind::Broadcast(a) => &a.broker,
-        };
-        broker.threads.map(usize::from)
+        })
     }
 }
 

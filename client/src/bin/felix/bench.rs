@@ -84,6 +84,8 @@ pub(crate) struct LatencyReport {
     /// Worker threads of this process's runtime (which an embedded broker
     /// shares).
     pub(crate) threads: usize,
+    /// Whether idle workers busy-polled (`--busy-poll`).
+    pub(crate) busy_poll: bool,
     /// A spawned broker's peak RSS so far (VmHWM at the end of the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -334,6 +336,7 @@ pub(crate) async fn latency(
         delivered_msgs_per_s: delivered as f64 / to_last,
         unaccounted: (args.total * fanout) as u64 - delivered.min((args.total * fanout) as u64),
         threads: runtime_threads(),
+        busy_poll: args.broker.busy_poll,
         broker_peak_rss_mib: None,
     })
 }
@@ -415,6 +418,8 @@ pub(crate) struct CacheReport {
     /// Worker threads of this process's runtime (which an embedded broker
     /// shares).
     pub(crate) threads: usize,
+    /// Whether idle workers busy-polled (`--busy-poll`).
+    pub(crate) busy_poll: bool,
     /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -481,6 +486,7 @@ pub(crate) async fn cache(
             ops_per_s: all.len() as f64 / secs,
             errors,
             threads: runtime_threads(),
+            busy_poll: args.broker.busy_poll,
             broker_peak_rss_mib: None,
         });
     }

@@ -100,6 +100,8 @@ pub(crate) struct BroadcastReport {
     /// Worker threads of this process's runtime (which an embedded broker
     /// shares).
     pub(crate) threads: usize,
+    /// Whether idle workers busy-polled (`--busy-poll`).
+    pub(crate) busy_poll: bool,
     /// A spawned broker's peak RSS (VmHWM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -430,6 +432,7 @@ pub(crate) async fn broadcast(
         subscription_failures: tally.failures.load(Ordering::Relaxed),
         first_failure,
         threads: crate::bench::runtime_threads(),
+        busy_poll: args.broker.busy_poll,
         ..BroadcastReport::default()
     })
 }

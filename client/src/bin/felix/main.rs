@@ -458,18 +458,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = cli.bench_threads() {
-        runtime.worker_threads(threads);
-    }
-    let runtime = match runtime.build() {
+    let bench = cli.bench_broker();
+    let threads = bench.and_then(|b| b.threads).map(usize::from);
+    let runtime = match felix_broker::runtime::build(threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("felix: starting the runtime: {e}");
             return ExitCode::from(2);
         }
     };
+    if bench.is_some_and(|b| b.busy_poll) {
+        felix_broker::runtime::start_busy_polling(runtime.handle());
+    }
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {

@@ -23,11 +23,30 @@ pub(crate) struct BrokerArgs {
     #[arg(long, conflicts_with = "embedded")]
     pub(crate) spawn_broker: bool,
     /// Runtime worker threads of this process, which an --embedded broker
-    /// shares (default: one per core). With 1, the client and an embedded
-    /// broker hand work over on one thread and never pay a cross-thread
-    /// wake-up; a spawned broker keeps its own default.
+    /// shares, and of a --spawn-broker broker (default: one per core).
+    /// With 1, the client and an embedded broker hand work over on one
+    /// thread and never pay a cross-thread wake-up.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
+    /// Idle worker threads keep polling instead of sleeping, in this
+    /// process and in a --spawn-broker broker (its --busy-poll): no wait
+    /// for a sleeping thread to wake, every core busy all the time.
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
+}
+
+impl BrokerArgs {
+    /// The runtime flags a spawned broker gets: the same as this process.
+    fn runtime_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(n) = self.threads {
+            flags.extend(["--worker-threads".to_string(), n.to_string()]);
+        }
+        if self.busy_poll {
+            flags.push("--busy-poll".to_string());
+        }
+        flags
+    }
 }
 
 /// The broker a benchmark runs against.
@@ -63,7 +82,9 @@ impl Target {
             return Ok((Target::Embedded { broker, dir }, config));
         }
         if args.spawn_broker {
-            let broker = SpawnedBroker::start(extra)?;
+            let mut flags = extra.to_vec();
+            flags.extend(args.runtime_flags());
+            let broker = SpawnedBroker::start(&flags)?;
             let config = ClientConfig::new(
                 broker.addr(),
                 "localhost",
