@@ -86,6 +86,8 @@ pub(crate) struct LatencyReport {
     pub(crate) threads: usize,
     /// Whether idle workers busy-polled (`--busy-poll`).
     pub(crate) busy_poll: bool,
+    /// `embedded`, `spawned` or `external`.
+    pub(crate) broker: &'static str,
     /// A spawned broker's peak RSS so far (VmHWM at the end of the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -337,6 +339,7 @@ pub(crate) async fn latency(
         unaccounted: (args.total * fanout) as u64 - delivered.min((args.total * fanout) as u64),
         threads: runtime_threads(),
         busy_poll: args.broker.busy_poll,
+        broker: "",
         broker_peak_rss_mib: None,
     })
 }
@@ -420,6 +423,8 @@ pub(crate) struct CacheReport {
     pub(crate) threads: usize,
     /// Whether idle workers busy-polled (`--busy-poll`).
     pub(crate) busy_poll: bool,
+    /// `embedded`, `spawned` or `external`.
+    pub(crate) broker: &'static str,
     /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
@@ -487,6 +492,7 @@ pub(crate) async fn cache(
             errors,
             threads: runtime_threads(),
             busy_poll: args.broker.busy_poll,
+            broker: "",
             broker_peak_rss_mib: None,
         });
     }

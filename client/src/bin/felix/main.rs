@@ -80,6 +80,7 @@ async fn run_bench(cli: &Cli, args: &bench::LatencyArgs) -> Result<ExitCode, Str
     for run in args.runs() {
         let mut r = bench::latency(&client, &cli.namespace, &run).await?;
         r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
+        r.broker = target.name();
         println!(
             "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
             r.fanout,
@@ -200,6 +201,7 @@ async fn run_cache_bench(cli: &Cli, args: &bench::CacheArgs) -> Result<ExitCode,
         let peak = target.rss().and_then(|m| m.peak_mib());
         for mut r in reports {
             r.broker_peak_rss_mib = peak;
+            r.broker = target.name();
             println!(
                 "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}{}",
                 r.op,
