@@ -414,6 +414,10 @@ pub(crate) struct CacheReport {
     pub(crate) op: &'static str,
     pub(crate) size: usize,
     pub(crate) concurrency: usize,
+    /// Client connections, and request streams on each (one request in
+    /// flight per stream).
+    pub(crate) connections: usize,
+    pub(crate) streams_per_connection: usize,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
     pub(crate) ops_per_s: f64,
@@ -486,6 +490,8 @@ pub(crate) async fn cache(
             op,
             size,
             concurrency: workers,
+            connections: clients.len(),
+            streams_per_connection: args.streams.max(1),
             p50_us: percentile(&all, 0.5),
             p99_us: percentile(&all, 0.99),
             ops_per_s: all.len() as f64 / secs,
