@@ -636,3 +636,43 @@ async fn no_broker_is_a_connect_error_within_the_connect_timeout() {
     }
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// The broker's per-connection event writer takes subscriptions over while
+/// it runs; every one of many made at once on one connection must be
+/// served (a subscription lost in the hand-over would never see an event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_subscriptions_made_at_once_on_one_connection_all_receive_every_event() {
+    const SUBSCRIPTIONS: usize = 400;
+    let b = broker(settings(), Authenticator::Dev).await;
+    let c = client(&b).await;
+    let mut subscribing = tokio::task::JoinSet::new();
+    for _ in 0..SUBSCRIPTIONS {
+        let c = c.clone();
+        subscribing.spawn(async move {
+            c.subscribe("default", "burst", StartPosition::Latest)
+                .await
+                .expect("subscribe")
+        });
+    }
+    let mut subs = Vec::new();
+    while let Some(sub) = subscribing.join_next().await {
+        subs.push(sub.expect("task"));
+    }
+    for i in 0..3u8 {
+        c.publish("default", "burst", Bytes::from(vec![i]), Ack::PerMessage)
+            .await
+            .expect("publish");
+    }
+    let mut reading = tokio::task::JoinSet::new();
+    for mut sub in subs {
+        reading.spawn(async move { events(&mut sub, 3).await });
+    }
+    let mut served = 0;
+    while let Some(got) = reading.join_next().await {
+        let got: Vec<Bytes> = got.expect("task").into_iter().map(|(_, p)| p).collect();
+        assert_eq!(got, [vec![0u8], vec![1], vec![2]].map(Bytes::from));
+        served += 1;
+    }
+    assert_eq!(served, SUBSCRIPTIONS);
+    c.close().await;
+}

@@ -15,6 +15,13 @@ use tokio::sync::Notify;
 
 use super::settings::QueuePolicy;
 
+/// Told when a queue becomes readable: a batch arrived or it closed.
+/// Called with no lock held, from whichever task pushed or closed.
+pub trait QueueWaker: Send + Sync + std::fmt::Debug {
+    /// The queue has something for its reader.
+    fn wake(&self);
+}
+
 /// One queued batch: its encoded frame and how many events it carries.
 #[derive(Debug, Clone)]
 pub struct QueuedBatch {
@@ -57,10 +64,10 @@ pub struct SubscriberQueue {
     readable: Notify,
     /// Wakes blocked publishers when space frees up.
     writable: Notify,
-    /// Also woken with `readable`: the connection's event writer, which
+    /// Also told with `readable`: the connection's event writer, which
     /// serves every subscription of one connection (see
     /// [`SubscriberQueue::also_wake`]).
-    also: OnceLock<Arc<Notify>>,
+    also: OnceLock<Arc<dyn QueueWaker>>,
     /// Per-subscriber counters.
     pub stats: SubscriberStats,
 }
@@ -128,17 +135,17 @@ impl SubscriberQueue {
         outcome
     }
 
-    /// Also wakes `notify` whenever a batch arrives or the queue closes
+    /// Also tells `waker` whenever a batch arrives or the queue closes
     /// (set once; later calls are ignored). One writer serving many
-    /// queues waits on one shared `Notify` instead of one per queue.
-    pub fn also_wake(&self, notify: Arc<Notify>) {
-        let _ = self.also.set(notify);
+    /// queues learns which of them to serve instead of scanning them all.
+    pub fn also_wake(&self, waker: Arc<dyn QueueWaker>) {
+        let _ = self.also.set(waker);
     }
 
     fn wake_readers(&self) {
         self.readable.notify_one();
         if let Some(also) = self.also.get() {
-            also.notify_one();
+            also.wake();
         }
     }
 

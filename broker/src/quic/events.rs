@@ -13,10 +13,18 @@
 //! subscriber) keeps its batches and is retried when quinn wakes this task;
 //! the other subscriptions of the connection are served meanwhile, so a
 //! stalled subscriber never stalls another.
+//!
+//! A wake-up serves only the subscriptions that have something to do: a
+//! queue that receives a batch (or closes, or whose stream the client
+//! stopped) puts its subscription on the writer's ready list, and streams
+//! blocked by flow control are retried. A connection with a thousand quiet
+//! subscriptions and one busy one costs per event what a connection with
+//! one subscription does.
 
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,7 +35,7 @@ use tokio::sync::Notify;
 
 use super::ConnectionContext;
 use crate::core::pubsub::Subscription;
-use crate::core::queue::QueuedBatch;
+use crate::core::queue::{QueueWaker, QueuedBatch};
 
 /// Most batches taken from one queue per write.
 const MAX_BATCHES_PER_WRITE: usize = 64;
@@ -42,16 +50,58 @@ const FINISH_WAIT: Duration = Duration::from_secs(5);
 /// The event writer of one connection.
 #[derive(Default)]
 pub(crate) struct EventWriter {
-    /// Woken by every subscription queue of the connection.
-    wake: Arc<Notify>,
+    /// The wake-up and the ready list every subscription shares.
+    shared: Arc<Shared>,
     /// Subscriptions registered but not yet taken over by the task.
-    incoming: Mutex<Vec<Slot>>,
+    incoming: Mutex<Vec<(u64, Slot)>>,
+    /// Ids of the connection's subscriptions.
+    next_id: AtomicU64,
     /// Whether the writer task is running.
     running: AtomicBool,
 }
 
+/// What the subscriptions' wakers share with the writer task.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Wakes the writer task.
+    wake: Notify,
+    /// Subscriptions with something to do, by id (each at most once).
+    ready: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    fn take_ready(&self, into: &mut Vec<u64>) {
+        into.append(&mut self.ready.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Puts one subscription on the ready list and wakes the writer.
+#[derive(Debug)]
+struct SlotWaker {
+    id: u64,
+    shared: Arc<Shared>,
+    /// Set while the id is on the ready list (cleared by the writer just
+    /// before it serves the subscription).
+    listed: AtomicBool,
+}
+
+impl QueueWaker for SlotWaker {
+    fn wake(&self) {
+        if !self.listed.swap(true, Ordering::AcqRel) {
+            self.shared
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(self.id);
+        }
+        self.shared.wake.notify_one();
+    }
+}
+
 /// One subscription served by the writer.
 struct Slot {
+    /// Lists this subscription as ready.
+    waker: Arc<SlotWaker>,
     sub: Subscription,
     stream: SendStream,
     /// Frames taken from the queue and not yet fully written.
@@ -67,8 +117,10 @@ struct Slot {
 
 /// What serving a slot left it as.
 enum Turn {
-    /// Nothing more to write until its queue or its stream wakes us.
+    /// Nothing more to write until its queue wakes us.
     Idle,
+    /// Its stream takes no more for now: retried when quinn wakes us.
+    Blocked,
     /// More is queued: serve it again in this pass.
     More,
     /// The subscription ended (finished, stopped, or its stream failed).
@@ -76,7 +128,7 @@ enum Turn {
 }
 
 impl EventWriter {
-    fn lock_incoming(&self) -> MutexGuard<'_, Vec<Slot>> {
+    fn lock_incoming(&self) -> MutexGuard<'_, Vec<(u64, Slot)>> {
         self.incoming.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -88,27 +140,38 @@ impl EventWriter {
         sub: Subscription,
         stream: SendStream,
     ) {
-        sub.queue.also_wake(self.wake.clone());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let waker = Arc::new(SlotWaker {
+            id,
+            shared: self.shared.clone(),
+            listed: AtomicBool::new(false),
+        });
+        sub.queue.also_wake(waker.clone());
         let stopped = Arc::new(AtomicBool::new(false));
         // `stopped()` resolves when the client stops the stream (how
         // felix-wire unsubscribes) or the connection ends, even while the
         // stream is idle.
         let watch = stream.stopped();
-        let (flag, wake) = (stopped.clone(), self.wake.clone());
+        let (flag, on_stop) = (stopped.clone(), waker.clone());
         ctx.tasks.spawn(async move {
             let _ = watch.await;
             flag.store(true, Ordering::Release);
-            wake.notify_one();
+            on_stop.wake();
         });
-        self.lock_incoming().push(Slot {
-            sub,
-            stream,
-            pending: Vec::new(),
-            at: 0,
-            pending_events: 0,
-            stopped,
-        });
-        self.wake.notify_one();
+        self.lock_incoming().push((
+            id,
+            Slot {
+                waker: waker.clone(),
+                sub,
+                stream,
+                pending: Vec::new(),
+                at: 0,
+                pending_events: 0,
+                stopped,
+            },
+        ));
+        // Served once on arrival: batches may have been queued already.
+        waker.wake();
         if !self.running.swap(true, Ordering::AcqRel) {
             let (writer, ctx2) = (self.clone(), ctx.clone());
             ctx.writers.spawn(async move { writer.run(&ctx2).await });
@@ -117,33 +180,62 @@ impl EventWriter {
 
     /// Serves the connection's subscriptions until none is left.
     async fn run(&self, ctx: &ConnectionContext) {
-        let mut slots: Vec<Slot> = Vec::new();
+        let mut slots: HashMap<u64, Slot> = HashMap::new();
+        // Served on every wake-up: streams blocked by flow control (quinn
+        // wakes this task, not one subscription) and slots with more to
+        // write than one turn takes.
+        let mut blocked: Vec<u64> = Vec::new();
+        let mut more: Vec<u64> = Vec::new();
+        let mut serving: Vec<u64> = Vec::new();
         // Reused for every queue drained (no allocation per delivery).
         let mut scratch: Vec<QueuedBatch> = Vec::with_capacity(MAX_BATCHES_PER_WRITE);
-        let mut notified = pin!(self.wake.notified());
+        let mut notified = pin!(self.shared.wake.notified());
         poll_fn(|cx| loop {
-            // Take the wake-up first: anything queued after this point
+            // Take the wake-up first: anything listed after this point
             // wakes the task again.
             let woken = notified.as_mut().poll(cx).is_ready();
             if woken {
-                notified.set(self.wake.notified());
+                notified.set(self.shared.wake.notified());
             }
-            slots.append(&mut self.lock_incoming());
-            let mut more = false;
-            slots.retain_mut(|slot| match serve(ctx, slot, &mut scratch, cx) {
-                Turn::Idle => true,
-                Turn::More => {
-                    more = true;
-                    true
+            serving.clear();
+            serving.append(&mut blocked);
+            serving.append(&mut more);
+            self.shared.take_ready(&mut serving);
+            // New subscriptions are served on arrival, whatever the ready
+            // list says: one listed before the writer took it over would
+            // otherwise be skipped below and, its `listed` flag never
+            // cleared, never listed again.
+            for (id, slot) in self.lock_incoming().drain(..) {
+                slots.insert(id, slot);
+                serving.push(id);
+            }
+            for &id in &serving {
+                let Some(slot) = slots.get_mut(&id) else {
+                    continue; // ended earlier in this pass, or listed twice
+                };
+                // Cleared before serving: a batch queued meanwhile lists
+                // the subscription again.
+                slot.waker.listed.store(false, Ordering::Release);
+                match serve(ctx, slot, &mut scratch, cx) {
+                    Turn::Idle => {}
+                    Turn::Blocked => blocked.push(id),
+                    Turn::More => more.push(id),
+                    Turn::Done => {
+                        if let Some(slot) = slots.remove(&id) {
+                            end(ctx, &slot);
+                        }
+                    }
                 }
-                Turn::Done => {
-                    end(ctx, slot);
-                    false
-                }
-            });
+            }
+            // A slot served twice in one pass (listed and blocked) may
+            // appear twice; keep one.
+            blocked.sort_unstable();
+            blocked.dedup();
+            more.sort_unstable();
+            more.dedup();
             if slots.is_empty() {
                 self.running.store(false, Ordering::Release);
-                // A subscription registered after the `append` above found
+                // A subscription registered after the `extend` above found
                 // the task still running and did not start another: take
                 // it over, unless a new task already did.
                 if self.lock_incoming().is_empty() || self.running.swap(true, Ordering::AcqRel) {
@@ -151,7 +243,7 @@ impl EventWriter {
                 }
                 continue;
             }
-            if more {
+            if !more.is_empty() {
                 // Let the connection driver send what was written, then
                 // come back for the rest.
                 cx.waker().wake_by_ref();
@@ -166,10 +258,6 @@ impl EventWriter {
 }
 
 /// Writes what one subscription has queued, as far as its stream takes it.
-///
-/// Every wake-up of the writer scans all of the connection's subscriptions
-/// (at most `max_subscriptions_per_connection`, 1024 by default); an idle
-/// one costs a queue lock.
 fn serve(
     ctx: &ConnectionContext,
     slot: &mut Slot,
@@ -219,7 +307,7 @@ fn serve(
                 }
             }
             Poll::Ready(Err(_)) => return Turn::Done,
-            Poll::Pending => return Turn::Idle,
+            Poll::Pending => return Turn::Blocked,
         }
     }
     Turn::More
