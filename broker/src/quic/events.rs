@@ -121,7 +121,8 @@ enum Turn {
     Idle,
     /// Its stream takes no more for now: retried when quinn wakes us.
     Blocked,
-    /// More is queued: serve it again in this pass.
+    /// More is queued: serve it again in the next pass (after the
+    /// connection driver has sent what was written).
     More,
     /// The subscription ended (finished, stopped, or its stream failed).
     Done,
@@ -213,9 +214,15 @@ impl EventWriter {
                 let Some(slot) = slots.get_mut(&id) else {
                     continue; // ended earlier in this pass, or listed twice
                 };
-                // Cleared before serving: a batch queued meanwhile lists
-                // the subscription again.
-                slot.waker.listed.store(false, Ordering::Release);
+                // Cleared before serving: a batch queued, a close or a stop
+                // meanwhile lists the subscription again. A swap, not a
+                // store: the waker's side is `flag.store` then
+                // `listed.swap`, ours `listed` then `stopped.load`. With a
+                // plain store the two could miss each other (a load may
+                // pass an earlier store, even on x86) and a stop would be
+                // neither listed nor seen. Read-modify-writes on both sides
+                // order them: whichever swap comes second sees the other.
+                slot.waker.listed.swap(false, Ordering::AcqRel);
                 match serve(ctx, slot, &mut scratch, cx) {
                     Turn::Idle => {}
                     Turn::Blocked => blocked.push(id),
