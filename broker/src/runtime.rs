@@ -27,8 +27,9 @@ pub fn build(worker_threads: Option<usize>) -> std::io::Result<Runtime> {
 }
 
 /// Keeps every worker of `runtime` busy polling until the runtime shuts
-/// down: one task per worker that only yields (work stealing spreads them
-/// over the workers).
+/// down: one task per worker that only yields. tokio does not pin tasks to
+/// workers; a sleeping worker steals runnable tasks, so the pollers spread
+/// out, but two may share a worker for a while.
 pub fn start_busy_polling(runtime: &Handle) {
     for _ in 0..runtime.metrics().num_workers() {
         runtime.spawn(async {

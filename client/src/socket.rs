@@ -8,7 +8,8 @@
 //! loss, but each one also halves the congestion window. quinn does not
 //! size the buffers itself, so the client binds the socket and asks for
 //! [`BUFFER_BYTES`] each way. Linux caps the request at
-//! `net.core.rmem_max` / `wmem_max`.
+//! `net.core.rmem_max` / `wmem_max` (212,992 bytes on a stock kernel; see
+//! docs/operations.md).
 
 use std::net::{SocketAddr, UdpSocket};
 
@@ -28,5 +29,15 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         tracing::warn!(error = %e, "could not enlarge the UDP send buffer");
     }
     socket.bind(&addr.into())?;
+    // Linux grants at most `net.core.rmem_max` without an error (and
+    // reports twice what it granted), so say what was granted.
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < BUFFER_BYTES {
+        tracing::debug!(
+            granted,
+            wanted = BUFFER_BYTES,
+            "the kernel capped the UDP receive buffer (net.core.rmem_max)"
+        );
+    }
     Ok(socket.into())
 }

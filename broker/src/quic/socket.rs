@@ -27,11 +27,19 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         }
     }
     socket.bind(&addr.into())?;
-    tracing::debug!(
-        recv = socket.recv_buffer_size().unwrap_or(0),
-        send = socket.send_buffer_size().unwrap_or(0),
-        "UDP socket buffers"
-    );
+    let recv = socket.recv_buffer_size().unwrap_or(0);
+    let send = socket.send_buffer_size().unwrap_or(0);
+    tracing::debug!(recv, send, "UDP socket buffers");
+    // Linux grants at most `net.core.rmem_max` without an error (and
+    // reports twice what it granted), so check what was granted.
+    if recv < BUFFER_BYTES {
+        tracing::warn!(
+            granted = recv,
+            wanted = BUFFER_BYTES,
+            "the kernel capped the UDP receive buffer; fan-out bursts may be dropped \
+             (raise it with: sysctl -w net.core.rmem_max=4194304 net.core.wmem_max=4194304)"
+        );
+    }
     Ok(socket.into())
 }
 
