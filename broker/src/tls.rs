@@ -122,7 +122,8 @@ pub const MAX_UDP_PAYLOAD: u16 = 4096;
 /// [`MAX_UDP_PAYLOAD`] bytes.
 pub fn endpoint_config() -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
-    // Within quinn's 1200..=65527, which a unit test checks.
+    // Within quinn's 1200..=65527, so never refused; the client crate's
+    // `path_mtu` test fails if packets stop growing past 1452.
     let _ = config.max_udp_payload_size(MAX_UDP_PAYLOAD);
     config
 }

@@ -242,7 +242,7 @@ impl EventWriter {
             more.dedup();
             if slots.is_empty() {
                 self.running.store(false, Ordering::Release);
-                // A subscription registered after the `extend` above found
+                // A subscription registered after `incoming` was emptied above found
                 // the task still running and did not start another: take
                 // it over, unless a new task already did.
                 if self.lock_incoming().is_empty() || self.running.swap(true, Ordering::AcqRel) {
