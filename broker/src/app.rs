@@ -2,13 +2,12 @@
 //! scopes, TLS, the QUIC endpoint and the metrics endpoint.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::{AuthMode, Config};
 use crate::core::auth::{Authenticator, Jwks, JwtVerifier, TokensFile};
 use crate::core::pubsub::StreamKey;
 use crate::core::Core;
-use crate::quic::{RunningBroker, ShellLimits};
+use crate::quic::RunningBroker;
 use crate::tls::{self, TransportSettings};
 
 /// Why the broker could not start.
@@ -108,20 +107,20 @@ pub async fn start(config: &Config) -> Result<Started, StartError> {
         max_streams_per_connection: config.max_streams_per_connection,
         keep_alive: config.keep_alive,
         idle_timeout: config.idle_timeout,
+        receive_window: config.quic_receive_window,
     };
     let server_config = tls::server_config(&material, &transport)?;
-    let limits = ShellLimits {
-        max_connections: config.max_connections,
-        max_frame_bytes: config.max_frame_bytes,
-        drain_timeout: Duration::from_secs(10),
-    };
-    let broker = RunningBroker::start(config.bind, server_config, core.clone(), limits).map_err(
-        |source| StartError::Bind {
-            what: "QUIC",
-            addr: config.bind,
-            source,
-        },
-    )?;
+    let broker = RunningBroker::start(
+        config.bind,
+        server_config,
+        core.clone(),
+        config.limits.clone(),
+    )
+    .map_err(|source| StartError::Bind {
+        what: "QUIC",
+        addr: config.bind,
+        source,
+    })?;
     let metrics_addr = match config.metrics_bind {
         Some(addr) => {
             let (bound, _task) =

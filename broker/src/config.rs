@@ -11,6 +11,8 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::core::settings::{CoreSettings, QueuePolicy};
+use crate::quic::ShellLimits;
+use crate::tls::TransportSettings;
 
 /// How `auth` frames are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -68,18 +70,60 @@ pub struct Cli {
     /// Open connections [default: 10000].
     #[arg(long, env = "FELIX_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Open connections from one source IP address [default: 256].
+    #[arg(long, env = "FELIX_MAX_CONNECTIONS_PER_SOURCE")]
+    pub max_connections_per_source: Option<usize>,
+    /// Largest first frame of a stream (before it authenticated), bytes [default: 65536].
+    #[arg(long, env = "FELIX_MAX_AUTH_FRAME_BYTES")]
+    pub max_auth_frame_bytes: Option<u32>,
+    /// Close a connection (or stream) that has not authenticated after this
+    /// long, milliseconds [default: 10000].
+    #[arg(long, env = "FELIX_AUTH_TIMEOUT_MS")]
+    pub auth_timeout_ms: Option<u64>,
+    /// End a stream whose frame has not arrived whole this long after its
+    /// first byte, milliseconds [default: 30000].
+    #[arg(long, env = "FELIX_FRAME_TIMEOUT_MS")]
+    pub frame_timeout_ms: Option<u64>,
+    /// Bytes of partly received frames one connection may hold (at least
+    /// one frame at --max-frame-bytes) [default: 33554432].
+    #[arg(long, env = "FELIX_RECEIVE_BUDGET_PER_CONNECTION_BYTES")]
+    pub receive_budget_per_connection_bytes: Option<usize>,
+    /// Bytes of partly received frames all connections may hold [default: 67108864].
+    #[arg(long, env = "FELIX_RECEIVE_BUDGET_BYTES")]
+    pub receive_budget_bytes: Option<usize>,
     /// Concurrent streams per connection, each direction [default: 1024].
     #[arg(long, env = "FELIX_MAX_STREAMS_PER_CONNECTION")]
     pub max_streams_per_connection: Option<u32>,
     /// Subscriptions per connection [default: 1024].
     #[arg(long, env = "FELIX_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
     pub max_subscriptions_per_connection: Option<usize>,
-    /// Publish bytes accepted but not yet fanned out, broker-wide [default: 268435456].
+    /// Publish bytes accepted but not yet fanned out, broker-wide [default: 67108864].
     #[arg(long, env = "FELIX_MAX_INFLIGHT_PUBLISH_BYTES")]
     pub max_inflight_publish_bytes: Option<usize>,
     /// Events kept per stream for replay [default: 1024].
     #[arg(long, env = "FELIX_REPLAY_CAPACITY")]
     pub replay_capacity: Option<usize>,
+    /// Payload bytes kept per stream for replay [default: 8388608].
+    #[arg(long, env = "FELIX_REPLAY_CAPACITY_BYTES")]
+    pub replay_capacity_bytes: Option<usize>,
+    /// Payload bytes kept for replay by all streams together; a stream
+    /// publishing past it forgets its own oldest events [default: 67108864].
+    #[arg(long, env = "FELIX_REPLAY_BUDGET_BYTES")]
+    pub replay_budget_bytes: Option<usize>,
+    /// Bytes of encoded event batches waiting in subscriber queues,
+    /// broker-wide (a batch shared by many queues counts once); past it,
+    /// only subscribers that are keeping up get new batches [default: 67108864].
+    #[arg(long, env = "FELIX_QUEUE_BUDGET_BYTES")]
+    pub queue_budget_bytes: Option<usize>,
+    /// Streams one tenant may create by using them (dev auth) [default: 256].
+    #[arg(long, env = "FELIX_MAX_AUTO_STREAMS_PER_TENANT")]
+    pub max_auto_streams_per_tenant: Option<usize>,
+    /// Streams all tenants together may create by using them (dev auth) [default: 4096].
+    #[arg(long, env = "FELIX_MAX_AUTO_STREAMS")]
+    pub max_auto_streams: Option<usize>,
+    /// Longest tenant, namespace, stream, cache or key name in a request, bytes [default: 1024].
+    #[arg(long, env = "FELIX_MAX_NAME_BYTES")]
+    pub max_name_bytes: Option<usize>,
     /// Most events per coalesced batch [default: 64].
     #[arg(long, env = "FELIX_BATCH_MAX_EVENTS")]
     pub batch_max_events: Option<usize>,
@@ -95,9 +139,13 @@ pub struct Cli {
     /// What a full subscriber queue does [default: drop-new].
     #[arg(long, env = "FELIX_QUEUE_POLICY", value_enum)]
     pub queue_policy: Option<QueuePolicy>,
-    /// Cache memory bound, bytes [default: 268435456].
+    /// Cache memory bound, bytes [default: 67108864].
     #[arg(long, env = "FELIX_CACHE_CAPACITY_BYTES")]
     pub cache_capacity_bytes: Option<usize>,
+    /// QUIC connection receive window: bytes a peer may send ahead of what
+    /// the broker has read, per connection [default: 8388608].
+    #[arg(long, env = "FELIX_QUIC_RECEIVE_WINDOW_BYTES")]
+    pub quic_receive_window_bytes: Option<u32>,
     /// QUIC keep-alive interval, milliseconds [default: 5000].
     #[arg(long, env = "FELIX_KEEP_ALIVE_MS")]
     pub keep_alive_ms: Option<u64>,
@@ -150,16 +198,29 @@ pub struct FileConfig {
     jwks_file: Option<PathBuf>,
     max_frame_bytes: Option<u32>,
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    max_auth_frame_bytes: Option<u32>,
+    auth_timeout_ms: Option<u64>,
+    frame_timeout_ms: Option<u64>,
+    receive_budget_per_connection_bytes: Option<usize>,
+    receive_budget_bytes: Option<usize>,
     max_streams_per_connection: Option<u32>,
     max_subscriptions_per_connection: Option<usize>,
     max_inflight_publish_bytes: Option<usize>,
     replay_capacity: Option<usize>,
+    replay_capacity_bytes: Option<usize>,
+    replay_budget_bytes: Option<usize>,
+    queue_budget_bytes: Option<usize>,
+    max_auto_streams_per_tenant: Option<usize>,
+    max_auto_streams: Option<usize>,
+    max_name_bytes: Option<usize>,
     batch_max_events: Option<usize>,
     batch_max_bytes: Option<usize>,
     batch_linger_us: Option<u64>,
     queue_capacity: Option<usize>,
     queue_policy: Option<QueuePolicy>,
     cache_capacity_bytes: Option<usize>,
+    quic_receive_window_bytes: Option<u32>,
     keep_alive_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     log: Option<String>,
@@ -190,16 +251,16 @@ pub struct Config {
     pub tokens_file: Option<PathBuf>,
     /// JWKS file.
     pub jwks_file: Option<PathBuf>,
-    /// Frame payload cap.
-    pub max_frame_bytes: u32,
-    /// Connection limit.
-    pub max_connections: usize,
+    /// Connection, frame, timeout and receive-budget limits of the QUIC shell.
+    pub limits: ShellLimits,
     /// Streams per connection.
     pub max_streams_per_connection: u32,
     /// Keep-alive interval.
     pub keep_alive: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// QUIC connection receive window, bytes.
+    pub quic_receive_window: u32,
     /// Core settings.
     pub core: CoreSettings,
     /// Declared streams.
@@ -269,10 +330,45 @@ impl Config {
                 ))
             }
         };
+        let shell = ShellLimits::default();
+        let limits = ShellLimits {
+            max_connections: pick!(max_connections, shell.max_connections),
+            max_connections_per_source: pick!(
+                max_connections_per_source,
+                shell.max_connections_per_source
+            )
+            .max(1),
+            max_frame_bytes: pick!(max_frame_bytes, shell.max_frame_bytes),
+            max_auth_frame_bytes: pick!(max_auth_frame_bytes, shell.max_auth_frame_bytes),
+            auth_timeout: Duration::from_millis(pick!(
+                auth_timeout_ms,
+                shell.auth_timeout.as_millis() as u64
+            )),
+            frame_timeout: Duration::from_millis(pick!(
+                frame_timeout_ms,
+                shell.frame_timeout.as_millis() as u64
+            )),
+            receive_budget_per_connection: pick!(
+                receive_budget_per_connection_bytes,
+                shell.receive_budget_per_connection
+            ),
+            receive_budget: pick!(receive_budget_bytes, shell.receive_budget),
+            drain_timeout: shell.drain_timeout,
+        };
         let defaults = CoreSettings::default();
         let core = CoreSettings {
             server_flags: defaults.server_flags,
+            max_frame_bytes: limits.max_frame_bytes,
             replay_capacity: pick!(replay_capacity, defaults.replay_capacity),
+            replay_capacity_bytes: pick!(replay_capacity_bytes, defaults.replay_capacity_bytes),
+            replay_budget_bytes: pick!(replay_budget_bytes, defaults.replay_budget_bytes),
+            queue_budget_bytes: pick!(queue_budget_bytes, defaults.queue_budget_bytes),
+            max_auto_streams_per_tenant: pick!(
+                max_auto_streams_per_tenant,
+                defaults.max_auto_streams_per_tenant
+            ),
+            max_auto_streams: pick!(max_auto_streams, defaults.max_auto_streams),
+            max_name_bytes: pick!(max_name_bytes, defaults.max_name_bytes),
             batch_max_events: pick!(batch_max_events, defaults.batch_max_events).max(1),
             batch_max_bytes: pick!(batch_max_bytes, defaults.batch_max_bytes).max(1),
             batch_linger: Duration::from_micros(pick!(
@@ -300,11 +396,14 @@ impl Config {
             auth,
             tokens_file: cli.tokens_file.clone().or(file.tokens_file.clone()),
             jwks_file: cli.jwks_file.clone().or(file.jwks_file.clone()),
-            max_frame_bytes: pick!(max_frame_bytes, felix_wire::DEFAULT_MAX_FRAME_BYTES),
-            max_connections: pick!(max_connections, 10_000),
+            limits,
             max_streams_per_connection: pick!(max_streams_per_connection, 1024),
             keep_alive: Duration::from_millis(pick!(keep_alive_ms, 5_000)),
             idle_timeout: Duration::from_millis(pick!(idle_timeout_ms, 30_000)),
+            quic_receive_window: pick!(
+                quic_receive_window_bytes,
+                TransportSettings::default().receive_window
+            ),
             core,
             streams: file.streams.clone(),
             caches: file.caches.clone(),
@@ -358,7 +457,9 @@ mod tests {
             (64, 65536)
         );
         assert_eq!(c.core.batch_linger, Duration::from_micros(250));
-        assert_eq!(c.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.limits.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.limits.max_auth_frame_bytes, 64 * 1024);
+        assert_eq!(c.limits.auth_timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -137,6 +137,22 @@ pub struct TransportSettings {
     pub keep_alive: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
+    /// Bytes a peer may have in flight to one connection that the broker
+    /// has not read yet (QUIC connection flow-control window). quinn's
+    /// default is unlimited, which leaves only the per-stream window:
+    /// up to 1024 streams x 1.25 MB buffered inside quinn per connection.
+    pub receive_window: u32,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            max_streams_per_connection: 1024,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            receive_window: 8 * 1024 * 1024,
+        }
+    }
 }
 
 /// The quinn server configuration: TLS 1.3 without ALPN or client auth.
@@ -158,6 +174,7 @@ pub fn server_config(
     t.max_concurrent_bidi_streams(transport.max_streams_per_connection.into());
     t.max_concurrent_uni_streams(transport.max_streams_per_connection.into());
     t.keep_alive_interval(Some(transport.keep_alive));
+    t.receive_window(transport.receive_window.into());
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));

@@ -40,16 +40,14 @@ async fn broker(settings: CoreSettings, auth: Authenticator) -> Broker {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let material = tls::load_or_create_dev(&dir).expect("cert");
-    let transport = TransportSettings {
-        max_streams_per_connection: 1024,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
+    let transport = TransportSettings::default();
     let server = tls::server_config(&material, &transport).expect("config");
     let limits = ShellLimits {
         max_connections: 100,
+        max_connections_per_source: 100,
         max_frame_bytes: 1 << 24,
         drain_timeout: Duration::from_secs(5),
+        ..ShellLimits::default()
     };
     let broker = RunningBroker::start(
         "127.0.0.1:0".parse().expect("addr"),
@@ -426,16 +424,14 @@ async fn reconnects_after_the_broker_restarts() {
     broker.shutdown().await;
     // A new broker on the same address and certificate.
     let material = tls::load(&cert, &dir.0.join("tls/key.pem")).expect("reuse cert");
-    let transport = TransportSettings {
-        max_streams_per_connection: 1024,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
+    let transport = TransportSettings::default();
     let server = tls::server_config(&material, &transport).expect("config");
     let limits = ShellLimits {
         max_connections: 100,
+        max_connections_per_source: 100,
         max_frame_bytes: 1 << 24,
         drain_timeout: Duration::from_secs(5),
+        ..ShellLimits::default()
     };
     // The old endpoint's socket closes once its last connection is gone.
     let mut again = None;

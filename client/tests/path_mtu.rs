@@ -19,6 +19,7 @@ async fn packets_grow_past_1452_bytes_on_loopback_both_ways() {
         max_streams_per_connection: 16,
         keep_alive: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
+        ..TransportSettings::default()
     };
     let server = quinn::Endpoint::new(
         tls::endpoint_config(),

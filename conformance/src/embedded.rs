@@ -28,19 +28,17 @@ impl Embedded {
     pub async fn start() -> Result<Embedded, String> {
         let dir = std::env::temp_dir().join(format!("felix-conformance-{}", std::process::id()));
         let material = tls::load_or_create_dev(&dir).map_err(|e| e.to_string())?;
-        let transport = TransportSettings {
-            max_streams_per_connection: 1024,
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
-        };
+        let transport = TransportSettings::default();
         let server = tls::server_config(&material, &transport).map_err(|e| e.to_string())?;
         let settings = CoreSettings::default();
         let replay_capacity = settings.replay_capacity as u64;
         let core = Arc::new(Core::new(settings, Authenticator::Dev));
         let limits = ShellLimits {
             max_connections: 10_000,
+            max_connections_per_source: 10_000,
             max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
             drain_timeout: Duration::from_secs(5),
+            ..ShellLimits::default()
         };
         let addr = "127.0.0.1:0".parse().map_err(|_| "address")?;
         let broker = RunningBroker::start(addr, server, core, limits)

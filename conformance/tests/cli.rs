@@ -156,11 +156,7 @@ fn decode_and_encode_round_trip_for_debugging() {
 /// Starts our broker with a replay ring of 8 (the suite is told 1024).
 async fn small_ring_broker(dir: &std::path::Path) -> (RunningBroker, std::path::PathBuf) {
     let material = tls::load_or_create_dev(dir).expect("cert");
-    let transport = TransportSettings {
-        max_streams_per_connection: 1024,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
+    let transport = TransportSettings::default();
     let server = tls::server_config(&material, &transport).expect("config");
     let settings = CoreSettings {
         replay_capacity: 8,
@@ -169,8 +165,10 @@ async fn small_ring_broker(dir: &std::path::Path) -> (RunningBroker, std::path::
     let core = Arc::new(Core::new(settings, Authenticator::Dev));
     let limits = ShellLimits {
         max_connections: 100,
+        max_connections_per_source: 100,
         max_frame_bytes: 1 << 24,
         drain_timeout: Duration::from_secs(2),
+        ..ShellLimits::default()
     };
     let broker = RunningBroker::start("127.0.0.1:0".parse().expect("addr"), server, core, limits)
         .expect("start");
@@ -181,11 +179,7 @@ async fn small_ring_broker(dir: &std::path::Path) -> (RunningBroker, std::path::
 /// opens event streams: wrong in many ways.
 async fn yes_man(dir: &std::path::Path) -> (quinn::Endpoint, std::path::PathBuf) {
     let material = tls::load_or_create_dev(dir).expect("cert");
-    let transport = TransportSettings {
-        max_streams_per_connection: 1024,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
+    let transport = TransportSettings::default();
     let server = tls::server_config(&material, &transport).expect("config");
     let endpoint =
         quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("addr")).expect("bind");

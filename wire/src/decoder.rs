@@ -76,6 +76,14 @@ impl FrameDecoder {
         self.max_frame_bytes
     }
 
+    /// Changes the payload cap for the frames still to come. A broker
+    /// starts a stream with a small cap (an `auth` frame is short, and a
+    /// peer not yet authenticated should not make it buffer megabytes)
+    /// and raises it once the stream has authenticated.
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: u32) {
+        self.max_frame_bytes = max_frame_bytes;
+    }
+
     /// Stream bytes consumed by frames decoded so far: the stream offset of
     /// the next frame, to add to an error's frame-relative offset.
     pub fn stream_offset(&self) -> u64 {

@@ -37,6 +37,16 @@ counters! {
     connections_refused: "counter",
     /// Handshakes that failed (bad TLS, ALPN offered, garbage).
     handshakes_failed: "counter",
+    /// Connections refused because their source address has too many open.
+    connections_refused_per_source: "counter",
+    /// Connections closed because no stream authenticated within the auth timeout.
+    auth_timeouts: "counter",
+    /// Streams ended because a frame did not arrive whole within the frame timeout.
+    frames_timed_out: "counter",
+    /// Bytes of partly received frames held now (receive budget in use).
+    receive_buffered_bytes: "gauge",
+    /// Reads that waited for receive budget (a frame larger than what was free).
+    receive_budget_waits: "counter",
     /// Streams accepted from clients.
     streams_accepted: "counter",
     /// Client streams being served now.

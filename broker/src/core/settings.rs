@@ -33,8 +33,25 @@ impl QueuePolicy {
 pub struct CoreSettings {
     /// Flag bits the broker advertises in `auth_ok`.
     pub server_flags: u16,
+    /// Frame payload cap: nothing the broker sends may exceed it either.
+    pub max_frame_bytes: u32,
     /// Events retained per stream for `start` replay.
     pub replay_capacity: usize,
+    /// Payload bytes retained per stream for replay.
+    pub replay_capacity_bytes: usize,
+    /// Payload bytes retained for replay by all streams together. A stream
+    /// whose publish takes the total past it forgets its own oldest events.
+    pub replay_budget_bytes: usize,
+    /// Bytes of encoded batches waiting in subscriber queues, broker-wide
+    /// (a batch shared by many queues counts once). Past it, new batches
+    /// go only to subscribers whose queues are empty.
+    pub queue_budget_bytes: usize,
+    /// Streams one tenant may create by using them (when `auto_create`).
+    pub max_auto_streams_per_tenant: usize,
+    /// Streams all tenants may create by using them (when `auto_create`).
+    pub max_auto_streams: usize,
+    /// Longest name (tenant, namespace, stream, cache, key) in a request.
+    pub max_name_bytes: usize,
     /// Most events in one coalesced batch.
     pub batch_max_events: usize,
     /// Most payload bytes in one coalesced batch.
@@ -59,15 +76,22 @@ impl Default for CoreSettings {
     fn default() -> Self {
         CoreSettings {
             server_flags: felix_wire::KNOWN_FLAGS,
+            max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
             replay_capacity: 1024,
+            replay_capacity_bytes: 8 * 1024 * 1024,
+            replay_budget_bytes: 64 * 1024 * 1024,
+            queue_budget_bytes: 64 * 1024 * 1024,
+            max_auto_streams_per_tenant: 256,
+            max_auto_streams: 4096,
+            max_name_bytes: 1024,
             batch_max_events: 64,
             batch_max_bytes: 64 * 1024,
             batch_linger: Duration::from_micros(250),
             queue_capacity: 512,
             queue_policy: QueuePolicy::DropNew,
-            cache_capacity_bytes: 256 * 1024 * 1024,
+            cache_capacity_bytes: 64 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
-            max_inflight_publish_bytes: 256 * 1024 * 1024,
+            max_inflight_publish_bytes: 64 * 1024 * 1024,
             auto_create: true,
         }
     }

@@ -10,13 +10,15 @@
 //!   events, let writers empty their queues and finish their streams, then
 //!   close connections with an application close reason.
 
+mod budget;
 mod events;
 mod socket;
 mod stream;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
@@ -26,18 +28,64 @@ use crate::core::Core;
 
 /// Application close code sent on a graceful shutdown.
 pub const CLOSE_SHUTDOWN: u32 = 0;
-/// Application close code sent when the connection limit is reached.
+/// Application close code sent when the connection limit (overall or per
+/// source address) is reached.
 pub const CLOSE_CONNECTION_LIMIT: u32 = 1;
+/// Application close code sent when no stream authenticated in time.
+pub const CLOSE_AUTH_TIMEOUT: u32 = 2;
 
-/// Limits the shell enforces.
+/// Read-ahead one connection's streams may hold at frame boundaries
+/// (16 streams' worth of 64 KiB); broker-wide, a quarter of the receive
+/// budget. Never waited for: a stream that finds none reads headers alone.
+pub const READ_AHEAD_PER_CONNECTION: usize = 1024 * 1024;
+
+/// Limits the shell enforces (see docs/operations.md, "Memory budget").
 #[derive(Debug, Clone)]
 pub struct ShellLimits {
     /// Open connections.
     pub max_connections: usize,
+    /// Open connections from one source IP address.
+    pub max_connections_per_source: usize,
     /// Frame payload cap.
     pub max_frame_bytes: u32,
+    /// Payload cap of a stream's first frame (before it authenticated).
+    pub max_auth_frame_bytes: u32,
+    /// A connection with no authenticated stream after this long is closed,
+    /// and so is a stream that has not authenticated by then.
+    pub auth_timeout: Duration,
+    /// A frame must arrive whole within this long of its first byte.
+    pub frame_timeout: Duration,
+    /// Bytes of partly received frames one connection may hold (raised to
+    /// one whole frame at the cap, so every legal frame can be received).
+    pub receive_budget_per_connection: usize,
+    /// Bytes of partly received frames all connections together may hold.
+    pub receive_budget: usize,
     /// How long a drain waits for writers before closing anyway.
     pub drain_timeout: Duration,
+}
+
+impl Default for ShellLimits {
+    fn default() -> Self {
+        ShellLimits {
+            max_connections: 10_000,
+            max_connections_per_source: 256,
+            max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
+            max_auth_frame_bytes: 64 * 1024,
+            auth_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            receive_budget_per_connection: 32 * 1024 * 1024,
+            receive_budget: 64 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ShellLimits {
+    /// What one connection may buffer: at least one whole frame at the cap.
+    fn connection_budget(&self) -> usize {
+        let whole_frame = self.max_frame_bytes as usize + felix_wire::Header::LEN;
+        self.receive_budget_per_connection.max(whole_frame)
+    }
 }
 
 /// What every task of one connection shares.
@@ -48,7 +96,13 @@ pub(crate) struct ConnectionContext {
     pub(crate) tasks: TaskTracker,
     pub(crate) writers: TaskTracker,
     pub(crate) subscriptions: Arc<AtomicUsize>,
-    pub(crate) max_frame_bytes: u32,
+    pub(crate) limits: Arc<ShellLimits>,
+    /// This connection's receive budget and the broker-wide one.
+    pub(crate) budgets: budget::Budgets,
+    /// Read-ahead at frame boundaries: a pool apart, never waited for.
+    pub(crate) read_ahead: budget::Budgets,
+    /// Set once any stream of the connection has authenticated.
+    pub(crate) authenticated: Arc<AtomicBool>,
     /// Writes every subscription's events on this connection.
     pub(crate) events: Arc<events::EventWriter>,
 }
@@ -153,6 +207,33 @@ impl RunningBroker {
     }
 }
 
+/// Open connections per source address.
+#[derive(Debug, Default)]
+struct PerSource(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerSource {
+    /// Counts a connection from `ip` unless it already has `max`.
+    fn try_add(&self, ip: IpAddr, max: usize) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     core: Arc<Core>,
@@ -160,12 +241,18 @@ async fn accept_loop(
     writers: TaskTracker,
     limits: ShellLimits,
 ) {
+    let limits = Arc::new(limits);
+    let broker_budget = budget::ByteBudget::new(limits.receive_budget);
+    let broker_read_ahead = budget::ByteBudget::new(limits.receive_budget / 4);
+    let per_source = Arc::new(PerSource::default());
     while let Some(incoming) = endpoint.accept().await {
         let core = core.clone();
         let conn_tasks = tasks.clone();
         let writers = writers.clone();
-        let max_connections = limits.max_connections;
-        let max_frame_bytes = limits.max_frame_bytes;
+        let limits = limits.clone();
+        let broker_budget = broker_budget.clone();
+        let broker_read_ahead = broker_read_ahead.clone();
+        let per_source = per_source.clone();
         tasks.spawn(async move {
             // A failed handshake only ever affects this task.
             let connection = match incoming.await {
@@ -177,12 +264,25 @@ async fn accept_loop(
                 }
             };
             let open = core.metrics.connections_open.fetch_add(1, Ordering::AcqRel) as usize;
-            if open >= max_connections {
+            if open >= limits.max_connections {
                 core.metrics.connections_open.fetch_sub(1, Ordering::AcqRel);
                 core.metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(remote = %connection.remote_address(), "connection limit reached; closing");
                 // Completing the handshake lets the client read why.
                 connection.close(CLOSE_CONNECTION_LIMIT.into(), b"connection limit reached");
+                return;
+            }
+            let source = connection.remote_address().ip();
+            if !per_source.try_add(source, limits.max_connections_per_source) {
+                core.metrics.connections_open.fetch_sub(1, Ordering::AcqRel);
+                core.metrics
+                    .connections_refused_per_source
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%source, "per-source connection limit reached; closing");
+                connection.close(
+                    CLOSE_CONNECTION_LIMIT.into(),
+                    b"connection limit per source address reached",
+                );
                 return;
             }
             core.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
@@ -192,10 +292,22 @@ async fn accept_loop(
                 tasks: conn_tasks,
                 writers,
                 subscriptions: Arc::new(AtomicUsize::new(0)),
-                max_frame_bytes,
+                budgets: budget::Budgets {
+                    connection: budget::ByteBudget::new(limits.connection_budget()),
+                    broker: broker_budget,
+                    metrics: core.metrics.clone(),
+                },
+                read_ahead: budget::Budgets {
+                    connection: budget::ByteBudget::new(READ_AHEAD_PER_CONNECTION),
+                    broker: broker_read_ahead,
+                    metrics: core.metrics.clone(),
+                },
+                limits,
+                authenticated: Arc::default(),
                 events: Arc::default(),
             };
             serve_connection(ctx).await;
+            per_source.remove(source);
             core.metrics.connections_open.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -204,8 +316,21 @@ async fn accept_loop(
 async fn serve_connection(ctx: ConnectionContext) {
     let remote = ctx.connection.remote_address();
     tracing::debug!(%remote, "connection open");
+    // Keep-alives would keep a connection that never authenticates open
+    // for ever, holding a connection slot.
+    let auth_deadline = tokio::time::sleep(ctx.limits.auth_timeout);
+    tokio::pin!(auth_deadline);
+    let mut auth_checked = false;
     loop {
         tokio::select! {
+            () = &mut auth_deadline, if !auth_checked => {
+                auth_checked = true;
+                if !ctx.authenticated.load(Ordering::Acquire) {
+                    ctx.core.metrics.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%remote, "no stream authenticated in time; closing");
+                    ctx.connection.close(CLOSE_AUTH_TIMEOUT.into(), b"authentication timeout");
+                }
+            }
             bi = ctx.connection.accept_bi() => match bi {
                 Ok((send, recv)) => {
                     let c = ctx.clone();

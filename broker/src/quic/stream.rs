@@ -10,15 +10,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use felix_wire::{EventStreamHello, Frame, FrameDecoder, Message, Subscribed};
+use felix_wire::{EventStreamHello, Frame, FrameDecoder, Header, Message, Subscribed};
 use quinn::{RecvStream, SendStream};
 
-use super::ConnectionContext;
+use super::budget::Budgets;
+use super::{ConnectionContext, ShellLimits};
 use crate::core::pubsub::{StreamKey, Subscription};
 use crate::core::session::{Now, Output, Role, Session};
 
-/// Bytes asked of QUIC per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a stream may read past a frame boundary without knowing the next
+/// frame's length: enough for many small requests in one read.
+const READ_AHEAD: usize = 64 * 1024;
 
 fn now() -> Now {
     let unix = SystemTime::now()
@@ -70,16 +72,95 @@ pub(crate) async fn run(
         .fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Budget a stream holds for the bytes it buffers; given back on drop, so
+/// every way out of [`serve`] returns it.
+///
+/// Two pools, so that waiting cannot deadlock: read-ahead at a frame
+/// boundary comes from a small pool of its own and is never waited for;
+/// a frame whose header has arrived is reserved whole from the frame pool
+/// (waiting if need be), after which its read-ahead is handed back. A
+/// stream waiting for frame budget therefore holds none of the frame pool,
+/// and every holder of frame budget needs only bytes from the network.
+struct Held<'a> {
+    frames: &'a Budgets,
+    read_ahead: &'a Budgets,
+    /// Frame-pool bytes: the whole of the frame being received.
+    frame: usize,
+    /// Read-ahead-pool bytes.
+    ahead: usize,
+}
+
+impl Held<'_> {
+    fn total(&self) -> usize {
+        self.frame + self.ahead
+    }
+
+    /// Keeps budget for `keep` bytes: what is buffered, or the whole frame
+    /// whose header is buffered.
+    fn shrink_to(&mut self, keep: usize) {
+        let excess_ahead = self.ahead.min(self.total().saturating_sub(keep));
+        self.read_ahead.release(excess_ahead);
+        self.ahead -= excess_ahead;
+        let excess_frame = self.total().saturating_sub(keep);
+        self.frames.release(excess_frame);
+        self.frame -= excess_frame;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.frames.release(self.frame);
+        self.read_ahead.release(self.ahead);
+    }
+}
+
+/// Why a stream stopped waiting for its peer.
+enum Stalled {
+    /// No `auth` within the auth timeout of the stream opening.
+    Auth,
+    /// A frame did not arrive whole within the frame timeout.
+    Frame,
+}
+
+impl Stalled {
+    fn message(&self, limits: &ShellLimits) -> String {
+        match self {
+            Stalled::Auth => format!(
+                "auth timeout: no auth frame within {} ms",
+                limits.auth_timeout.as_millis()
+            ),
+            Stalled::Frame => format!(
+                "frame timeout: frame not received whole within {} ms",
+                limits.frame_timeout.as_millis()
+            ),
+        }
+    }
+}
+
 async fn serve(
     ctx: &ConnectionContext,
     role: Role,
     mut send: Option<SendStream>,
     mut recv: RecvStream,
 ) {
+    let limits = &ctx.limits;
     let mut session = Session::new(role);
-    let mut decoder = FrameDecoder::with_max_frame_bytes(ctx.max_frame_bytes);
+    // Until the stream authenticates, only a small frame is accepted: an
+    // `auth` is short, and an unknown peer must not make us buffer 16 MiB.
+    let mut decoder =
+        FrameDecoder::with_max_frame_bytes(limits.max_auth_frame_bytes.min(limits.max_frame_bytes));
+    let auth_deadline = Instant::now() + limits.auth_timeout;
+    let mut authenticated = false;
     // Grows with what arrives: an idle or abandoned stream costs no buffer.
     let mut buf = BytesMut::new();
+    let mut held = Held {
+        frames: &ctx.budgets,
+        read_ahead: &ctx.read_ahead,
+        frame: 0,
+        ahead: 0,
+    };
+    // When the first byte of the frame now being received arrived.
+    let mut partial_since: Option<Instant> = None;
     let mut replies: Vec<Bytes> = Vec::new();
     loop {
         // Handle every whole frame already buffered.
@@ -93,6 +174,11 @@ async fn serve(
                     session.on_framing_error(&ctx.core, &e)
                 }
             };
+            if !authenticated && session.negotiated_flags().is_some() {
+                authenticated = true;
+                decoder.set_max_frame_bytes(limits.max_frame_bytes);
+                ctx.authenticated.store(true, Ordering::Release);
+            }
             for output in outputs {
                 match output {
                     Output::Send(b) => replies.push(b),
@@ -119,12 +205,35 @@ async fn serve(
             close = true;
         }
         if close || session.is_closed() {
+            drop(held);
             finish(send, recv).await;
             return;
         }
-        match recv.read_chunk(READ_CHUNK, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            Ok(None) => {
+        // Keep budget for what is buffered, and for the rest of a frame
+        // whose header has arrived (reserved whole, see `reserve`).
+        held.shrink_to(if buf.len() >= Header::LEN {
+            decoder.needed(&buf)
+        } else {
+            buf.len()
+        });
+        partial_since = match (buf.is_empty(), partial_since) {
+            (true, _) => None,
+            (false, None) => Some(Instant::now()),
+            (false, since) => since,
+        };
+        let deadline = match partial_since {
+            _ if !authenticated => Some((auth_deadline, Stalled::Auth)),
+            Some(since) => Some((since + limits.frame_timeout, Stalled::Frame)),
+            None => None,
+        };
+        let read = read_more(&mut recv, &mut held, &decoder, &buf);
+        let result = match &deadline {
+            Some((at, _)) => tokio::time::timeout_at((*at).into(), read).await.ok(),
+            None => Some(read.await),
+        };
+        match result {
+            Some(Ok(Some(chunk))) => buf.extend_from_slice(&chunk.bytes),
+            Some(Ok(None)) => {
                 // The client finished its side: nothing more to answer.
                 if !buf.is_empty() {
                     let e = felix_wire::DecodeError::Incomplete {
@@ -138,14 +247,92 @@ async fn serve(
                     }
                     flush_replies(&mut send, &mut replies).await;
                 }
+                drop(held);
                 finish(send, recv).await;
                 return;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::debug!(error = %e, "stream read failed");
                 return;
             }
+            None => {
+                let stalled = deadline.map(|(_, why)| why).unwrap_or(Stalled::Frame);
+                let counter = match stalled {
+                    Stalled::Auth => &ctx.core.metrics.auth_timeouts,
+                    Stalled::Frame => &ctx.core.metrics.frames_timed_out,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let text = stalled.message(limits);
+                tracing::debug!(%text, "ending a stalled stream");
+                if role == Role::Control {
+                    replies.push(
+                        Frame::Json(Message::from(felix_wire::ErrorMessage { message: text }))
+                            .to_bytes()
+                            .unwrap_or_default(),
+                    );
+                    flush_replies(&mut send, &mut replies).await;
+                }
+                drop(held);
+                finish(send, recv).await;
+                return;
+            }
         }
+    }
+}
+
+/// Reads the next chunk, holding receive budget for every byte it may
+/// return.
+///
+/// - Once the buffered bytes hold a header, the rest of that frame is
+///   reserved whole (waiting if need be) and read.
+/// - At a frame boundary, read-ahead takes whatever budget is free and
+///   reads only what quinn already holds (one poll, never waiting), so
+///   back-to-back small frames share one read. Otherwise the budget goes
+///   back and the stream waits for the next header's 12 bytes, the only
+///   unbudgeted bytes a stream holds: an idle stream holds no budget.
+async fn read_more(
+    recv: &mut RecvStream,
+    held: &mut Held<'_>,
+    decoder: &FrameDecoder,
+    buf: &BytesMut,
+) -> Result<Option<quinn::Chunk>, quinn::ReadError> {
+    if buf.len() >= Header::LEN {
+        // `needed` is the whole frame once the header parsed; the decoder
+        // already refused a header over the cap.
+        let frame = decoder.needed(buf);
+        if frame > held.total() {
+            held.frames.take(frame).await;
+            held.frame += frame;
+            // The frame pool now covers the whole frame.
+            held.read_ahead.release(held.ahead);
+            held.ahead = 0;
+            held.shrink_to(frame);
+        }
+        return recv
+            .read_chunk(frame.saturating_sub(buf.len()).max(1), true)
+            .await;
+    }
+    let want = buf.len() + READ_AHEAD;
+    if held.total() < want {
+        held.ahead += held.read_ahead.try_take_up_to(want - held.total());
+    }
+    if held.total() > buf.len() {
+        if let Some(ready) = poll_once(recv.read_chunk(held.total() - buf.len(), true)) {
+            return ready;
+        }
+    }
+    held.shrink_to(buf.len());
+    recv.read_chunk(Header::LEN - buf.len(), true).await
+}
+
+/// Polls a future once: its output if it is ready now. Only for futures
+/// that are safe to drop unfinished (quinn's `read_chunk` is).
+fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
     }
 }
 

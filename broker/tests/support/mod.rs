@@ -81,16 +81,14 @@ pub(crate) async fn start_with(
 ) -> TestBroker {
     let dir = temp_dir("tls");
     let material = tls::load_or_create_dev(&dir.0).expect("dev cert");
-    let transport = TransportSettings {
-        max_streams_per_connection: 1024,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-    };
+    let transport = TransportSettings::default();
     let server = tls::server_config(&material, &transport).expect("server config");
     let mut limits = ShellLimits {
         max_connections: 1000,
+        max_connections_per_source: 1000,
         max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
         drain_timeout: Duration::from_secs(5),
+        ..ShellLimits::default()
     };
     f(&mut limits);
     let core = Arc::new(Core::new(settings, auth));

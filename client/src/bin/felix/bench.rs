@@ -182,6 +182,7 @@ pub(crate) async fn embedded_broker() -> Result<
         max_streams_per_connection: MAX_BROKER_STREAMS,
         keep_alive: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
+        ..TransportSettings::default()
     };
     let server = tls::server_config(&material, &transport).map_err(|e| e.to_string())?;
     // Lossless for measurement: a subscriber queue deep enough for the run.
@@ -194,8 +195,10 @@ pub(crate) async fn embedded_broker() -> Result<
     };
     let limits = ShellLimits {
         max_connections: 10_000,
+        max_connections_per_source: 10_000,
         max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
         drain_timeout: Duration::from_secs(5),
+        ..ShellLimits::default()
     };
     let addr = "127.0.0.1:0".parse().map_err(|_| "address")?;
     let broker = RunningBroker::start(
@@ -377,7 +380,7 @@ mod tests {
         assert_eq!(config.core.queue_capacity, QUEUE_CAPACITY);
         assert_eq!(config.core.max_subscriptions_per_connection, 1024);
         assert_eq!(config.max_streams_per_connection, 1024);
-        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.limits.max_connections, 10_000);
     }
 
     #[test]

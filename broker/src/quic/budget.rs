@@ -1,0 +1,228 @@
+//! Byte budgets for frames being received.
+//!
+//! A stream's bytes wait in a buffer until a whole frame has arrived. What
+//! a peer can make the broker hold that way is bounded twice: per
+//! connection and broker-wide. A stream takes budget *before* it reads from
+//! QUIC, so bytes are never pulled out of quinn (which returns flow-control
+//! credit to the peer as soon as they are read) without budget to hold
+//! them: a peer that outruns the budget is held back by QUIC flow control,
+//! and quinn's own buffering stays within the connection receive window.
+//!
+//! Two ways to take budget:
+//! - [`Budgets::try_take_up_to`] never waits: read-ahead at a frame boundary
+//!   takes what is free (possibly nothing; the header is then read alone);
+//! - [`Budgets::take`] waits for the whole amount: once a header announces a
+//!   frame, the stream reserves the rest of it in one piece. Reserving whole
+//!   frames means a holder only ever needs bytes from the network to finish,
+//!   so streams waiting for budget cannot deadlock each other.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::core::metrics::Metrics;
+
+/// One pool of bytes: `used` never exceeds `limit`.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    used: AtomicUsize,
+    limit: usize,
+    released: Notify,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(ByteBudget {
+            used: AtomicUsize::new(0),
+            limit,
+            released: Notify::new(),
+        })
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Takes as much of `want` as is free (maybe 0).
+    fn try_take_up_to(&self, want: usize) -> usize {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            let take = want.min(self.limit.saturating_sub(used));
+            if take == 0 {
+                return 0;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + take,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return take,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Takes exactly `n` if free.
+    fn try_take(&self, n: usize) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used + n > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + n,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            let before = self.used.fetch_sub(n, Ordering::AcqRel);
+            debug_assert!(before >= n, "budget released more than was taken");
+            self.released.notify_waiters();
+        }
+    }
+}
+
+/// A connection's budget and the broker-wide one, taken together.
+#[derive(Debug, Clone)]
+pub(crate) struct Budgets {
+    pub(crate) connection: Arc<ByteBudget>,
+    pub(crate) broker: Arc<ByteBudget>,
+    /// `receive_buffered_bytes` (gauge) and `receive_budget_waits`.
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Budgets {
+    /// Takes as much of `want` as both pools have free, without waiting.
+    pub(crate) fn try_take_up_to(&self, want: usize) -> usize {
+        let conn = self.connection.try_take_up_to(want);
+        let both = self.broker.try_take_up_to(conn);
+        self.connection.release(conn - both);
+        self.metrics
+            .receive_buffered_bytes
+            .fetch_add(both as u64, Ordering::Relaxed);
+        both
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        if !self.connection.try_take(n) {
+            return false;
+        }
+        if !self.broker.try_take(n) {
+            self.connection.release(n);
+            return false;
+        }
+        self.metrics
+            .receive_buffered_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        true
+    }
+
+    /// Waits until `n` bytes are free in both pools and takes them.
+    pub(crate) async fn take(&self, n: usize) {
+        if n == 0 || self.try_take(n) {
+            return;
+        }
+        self.metrics
+            .receive_budget_waits
+            .fetch_add(1, Ordering::Relaxed);
+        loop {
+            let conn = self.connection.released.notified();
+            let broker = self.broker.released.notified();
+            tokio::pin!(conn, broker);
+            // Registered before the check, so a release in between is seen.
+            conn.as_mut().enable();
+            broker.as_mut().enable();
+            if self.try_take(n) {
+                return;
+            }
+            tokio::select! {
+                _ = conn => {}
+                _ = broker => {}
+            }
+        }
+    }
+
+    /// Gives `n` bytes back to both pools.
+    pub(crate) fn release(&self, n: usize) {
+        self.connection.release(n);
+        self.broker.release(n);
+        self.metrics
+            .receive_buffered_bytes
+            .fetch_sub(n as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn budgets(conn: usize, broker: usize) -> Budgets {
+        Budgets {
+            connection: ByteBudget::new(conn),
+            broker: ByteBudget::new(broker),
+            metrics: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn read_ahead_takes_what_both_pools_have() {
+        let b = budgets(100, 60);
+        assert_eq!(b.try_take_up_to(80), 60);
+        assert_eq!(b.try_take_up_to(80), 0);
+        assert_eq!((b.connection.used(), b.broker.used()), (60, 60));
+        b.release(60);
+        assert_eq!((b.connection.used(), b.broker.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_connection_cannot_take_the_others_share() {
+        let broker = ByteBudget::new(100);
+        let a = Budgets {
+            connection: ByteBudget::new(70),
+            broker: broker.clone(),
+            metrics: Arc::default(),
+        };
+        let b = Budgets {
+            connection: ByteBudget::new(70),
+            broker,
+            metrics: Arc::default(),
+        };
+        assert_eq!(a.try_take_up_to(1000), 70);
+        assert_eq!(b.try_take_up_to(1000), 30);
+        assert_eq!(a.connection.used(), 70, "nothing leaked between pools");
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_a_release() {
+        let b = budgets(100, 100);
+        b.take(90).await;
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.take(50).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "only 10 bytes are free");
+        b.release(90);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the release")
+            .expect("task");
+        assert_eq!(b.broker.used(), 50);
+        assert_eq!(b.metrics.receive_budget_waits.load(Ordering::Relaxed), 1);
+        assert_eq!(b.metrics.receive_buffered_bytes.load(Ordering::Relaxed), 50);
+    }
+}
