@@ -94,10 +94,23 @@ pub fn build_core(config: &Config) -> Result<Core, StartError> {
 
 /// Starts the broker (QUIC and metrics) as configured.
 pub async fn start(config: &Config) -> Result<Started, StartError> {
+    if config.dev_on_network() {
+        // Allowed explicitly (config refuses it otherwise), never silent.
+        tracing::warn!(
+            bind = %config.bind,
+            "dev auth on a network address (--allow-dev-on-network): any client that reaches this port can act as any tenant"
+        );
+    }
     let core = Arc::new(build_core(config)?);
-    let restored = crate::persist::load(&core.pubsub, &config.data_dir);
-    if restored > 0 {
-        tracing::info!(streams = restored, dir = %config.data_dir.display(), "replay rings restored");
+    let loaded = crate::persist::load(&core, &config.data_dir);
+    if loaded.restored + loaded.skipped + loaded.undeclared > 0 {
+        tracing::info!(
+            streams = loaded.restored,
+            skipped = loaded.skipped,
+            undeclared = loaded.undeclared,
+            dir = %config.data_dir.display(),
+            "replay rings restored"
+        );
     }
     let material = match &config.cert_and_key {
         Some((cert, key)) => tls::load(cert, key)?,

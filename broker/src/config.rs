@@ -170,6 +170,18 @@ pub struct Cli {
         value_name = "BOOL"
     )]
     pub busy_poll: Option<bool>,
+    /// Start with dev auth on an address other than loopback. Dev auth
+    /// accepts any token for any tenant, so this opens every tenant to
+    /// whoever reaches the port; without it such a start is refused
+    /// [default: false].
+    #[arg(
+        long,
+        env = "FELIX_ALLOW_DEV_ON_NETWORK",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub allow_dev_on_network: Option<bool>,
 }
 
 /// A declared stream or cache.
@@ -226,6 +238,7 @@ pub struct FileConfig {
     log: Option<String>,
     worker_threads: Option<usize>,
     busy_poll: Option<bool>,
+    allow_dev_on_network: Option<bool>,
     /// Streams that exist from start (required outside dev mode).
     #[serde(default)]
     streams: Vec<Scope>,
@@ -273,6 +286,8 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// Whether idle workers keep polling instead of sleeping.
     pub busy_poll: bool,
+    /// Whether dev auth may serve a non-loopback `bind`.
+    pub allow_dev_on_network: bool,
 }
 
 /// Why the configuration is unusable.
@@ -297,6 +312,14 @@ pub enum ConfigError {
     /// A value is invalid or values contradict each other.
     #[error("{0}")]
     Invalid(String),
+    /// Dev auth on a non-loopback address without `allow_dev_on_network`.
+    #[error(
+        "auth dev on {bind}, which is not a loopback address: dev auth accepts any token for any tenant; bind to 127.0.0.1, use --auth tokens|jwt, or pass --allow-dev-on-network"
+    )]
+    DevOnNetwork {
+        /// The QUIC address asked for.
+        bind: SocketAddr,
+    },
 }
 
 impl Config {
@@ -410,8 +433,12 @@ impl Config {
             log: pick!(log, "info".to_string()),
             worker_threads: cli.worker_threads.or(file.worker_threads),
             busy_poll: pick!(busy_poll, false),
+            allow_dev_on_network: pick!(allow_dev_on_network, false),
         };
         match config.auth {
+            AuthMode::Dev if config.dev_on_network() && !config.allow_dev_on_network => {
+                Err(ConfigError::DevOnNetwork { bind: config.bind })
+            }
             AuthMode::Tokens if config.tokens_file.is_none() => Err(ConfigError::Invalid(
                 "--auth tokens needs --tokens-file".into(),
             )),
@@ -426,6 +453,13 @@ impl Config {
             )),
             _ => Ok(config),
         }
+    }
+
+    /// Whether dev auth serves an address other hosts may reach: any but
+    /// loopback, the unspecified `0.0.0.0` and `::` included (they listen on
+    /// every interface), `::ffff:127.0.0.1` counted as loopback.
+    pub fn dev_on_network(&self) -> bool {
+        self.auth == AuthMode::Dev && !self.bind.ip().to_canonical().is_loopback()
     }
 }
 
@@ -509,6 +543,65 @@ mod tests {
         assert!(!c.busy_poll);
         let err = resolve(&["--worker-threads", "0"]).expect_err("invalid");
         assert!(err.to_string().contains("worker_threads"), "{err}");
+    }
+
+    fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::resolve(
+            Cli::try_parse_from(std::iter::once("felix-broker").chain(args.iter().copied()))
+                .expect("parses"),
+        )
+    }
+
+    #[test]
+    fn dev_auth_on_a_network_address_needs_the_explicit_flag() {
+        for bind in [
+            "0.0.0.0:5000",
+            "[::]:5000",
+            "192.0.2.7:5000",
+            "[2001:db8::1]:5000",
+        ] {
+            let err = resolve(&["--bind", bind]).expect_err(bind);
+            let text = err.to_string();
+            assert!(text.contains(bind), "{text}");
+            assert!(
+                text.contains("dev auth accepts any token for any tenant; bind to 127.0.0.1, use --auth tokens|jwt, or pass --allow-dev-on-network"),
+                "{text}"
+            );
+            assert!(resolve(&["--bind", bind, "--allow-dev-on-network"]).is_ok());
+            assert!(resolve(&["--bind", bind, "--allow-dev-on-network", "true"]).is_ok());
+            assert!(resolve(&["--bind", bind, "--allow-dev-on-network", "false"]).is_err());
+            assert!(resolve(&[
+                "--bind",
+                bind,
+                "--auth",
+                "tokens",
+                "--tokens-file",
+                "t.yaml"
+            ])
+            .is_ok());
+        }
+        for loopback in [
+            "127.0.0.1:5000",
+            "127.9.9.9:5000",
+            "[::1]:5000",
+            "[::ffff:127.0.0.1]:5000",
+        ] {
+            assert!(resolve(&["--bind", loopback]).is_ok(), "{loopback}");
+        }
+    }
+
+    #[test]
+    fn the_file_can_allow_dev_on_the_network() {
+        let dir = std::env::temp_dir().join(format!("felix-config-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("broker.yaml");
+        let path_arg = path.to_str().expect("utf8");
+        std::fs::write(&path, "bind: 0.0.0.0:5000\n").expect("write");
+        assert!(resolve(&["--config", path_arg]).is_err());
+        std::fs::write(&path, "bind: 0.0.0.0:5000\nallow_dev_on_network: true\n").expect("write");
+        let c = resolve(&["--config", path_arg]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(c.expect("allowed").allow_dev_on_network);
     }
 
     #[test]

@@ -65,9 +65,15 @@ async fn serve(config: Config) -> ExitCode {
     tracing::info!("draining: no new connections; flushing queued events");
     let core = started.broker.core().clone();
     started.broker.shutdown().await;
-    match felix_broker::persist::save(&core.pubsub, &config.data_dir) {
-        Ok(n) => {
-            tracing::info!(streams = n, dir = %config.data_dir.display(), "replay rings saved")
+    match felix_broker::persist::save(&core, &config.data_dir) {
+        Ok(report) if report.skipped > 0 => tracing::warn!(
+            streams = report.saved,
+            skipped = report.skipped,
+            dir = %config.data_dir.display(),
+            "replay rings saved, some skipped (see above)"
+        ),
+        Ok(report) => {
+            tracing::info!(streams = report.saved, dir = %config.data_dir.display(), "replay rings saved")
         }
         Err(e) => tracing::warn!(error = %e, "saving replay rings failed"),
     }

@@ -84,12 +84,16 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsMaterial, TlsError> 
 
 /// Loads `<data_dir>/tls/{cert,key}.pem`, creating a self-signed
 /// certificate for `localhost` (and 127.0.0.1, ::1) first if absent.
+///
+/// The directory is `0700` and the key `0600` on Unix (from creation on,
+/// and narrowed if an older broker left them open): anyone who reads the
+/// key can impersonate the broker to clients that pin its certificate.
 pub fn load_or_create_dev(data_dir: &Path) -> Result<TlsMaterial, TlsError> {
     let dir = data_dir.join("tls");
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
+    crate::persist::create_private_dir(&dir).map_err(io(&dir))?;
     if !cert_path.exists() || !key_path.exists() {
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let names = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
@@ -97,11 +101,25 @@ pub fn load_or_create_dev(data_dir: &Path) -> Result<TlsMaterial, TlsError> {
         ];
         let generated = rcgen::generate_simple_self_signed(names)
             .map_err(|e| TlsError::Generate(e.to_string()))?;
-        std::fs::write(&key_path, generated.signing_key.serialize_pem()).map_err(io(&key_path))?;
+        crate::persist::write_private_file(
+            &key_path,
+            generated.signing_key.serialize_pem().as_bytes(),
+        )
+        .map_err(io(&key_path))?;
         std::fs::write(&cert_path, generated.cert.pem()).map_err(io(&cert_path))?;
         tracing::info!(cert = %cert_path.display(), "wrote a self-signed development certificate for localhost");
+    } else {
+        narrow_to_owner(&key_path);
     }
     load(&cert_path, &key_path)
+}
+
+/// Makes a key file an older broker wrote `0644` readable by its owner
+/// only, and says so: the key may have been read already.
+fn narrow_to_owner(path: &Path) {
+    if crate::persist::narrow_mode(path, 0o600) {
+        tracing::warn!(key = %path.display(), "the development key was readable by other users; made it 0600 (delete the tls directory to get a new key)");
+    }
 }
 
 /// The largest UDP payload the broker searches for with path MTU

@@ -6,6 +6,9 @@
 //! permissions) and `jwt` (EdDSA JWTs as Felix's auth service issues them:
 //! issuer `felix-auth`, audience `felix-broker`, tenant claim `tid`,
 //! permissions claim `perms`), checked against keys from a local JWKS file.
+//! A JWT's `exp` (required) and `nbf` (optional) must be whole non-negative
+//! seconds; its expiry stays on the [`AuthContext`] so that requests after
+//! it can be refused, not only the `auth` frame.
 //! Failures return [`AuthError`]; the wire reply is always the plain `auth
 //! failed` or `tenant mismatch`, the detail goes to the log.
 
@@ -24,6 +27,19 @@ pub struct AuthContext {
     pub tenant: String,
     /// What it may do.
     pub permissions: Permissions,
+    /// When the credential stops being valid (unix seconds): a JWT's `exp`.
+    /// `None` for credentials that do not expire (dev and static tokens).
+    /// Checked at authentication only, a stream would outlive its token;
+    /// the session checks [`AuthContext::is_expired`] on every request.
+    pub expires_at_unix: Option<u64>,
+}
+
+impl AuthContext {
+    /// Whether the credential has expired at unix time `now_unix`: the same
+    /// rule as at authentication, where a JWT is valid while `exp > now`.
+    pub fn is_expired(&self, now_unix: u64) -> bool {
+        self.expires_at_unix.is_some_and(|exp| now_unix >= exp)
+    }
 }
 
 /// Why authentication failed.
@@ -90,6 +106,32 @@ pub enum AuthConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// What a verified JWT grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtClaims {
+    /// The `tid` claim.
+    pub tenant: String,
+    /// The `perms` claim's strings (unparsed).
+    pub permissions: Vec<String>,
+    /// The `exp` claim (unix seconds).
+    pub expires_at_unix: u64,
+}
+
+/// Reads the NumericDate claim `name` as whole unix seconds: `None` when
+/// absent. A claim that is present but not a non-negative integer (a
+/// string, a float such as `1.5` or `2000.0`, a negative number, `null`)
+/// is refused rather than ignored: a validity bound the broker cannot read
+/// must never widen the token's validity.
+fn seconds_claim(claims: &serde_json::Value, name: &'static str) -> Result<Option<u64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| AuthError::InvalidJwt(format!("invalid {name} claim"))),
+    }
 }
 
 /// JWT settings.
@@ -159,9 +201,9 @@ impl JwtVerifier {
         })
     }
 
-    /// Verifies `token` at unix time `now` and returns its tenant and
-    /// permissions.
-    pub fn verify(&self, token: &str, now_unix: u64) -> Result<(String, Vec<String>), AuthError> {
+    /// Verifies `token` at unix time `now` and returns its tenant,
+    /// permissions and expiry.
+    pub fn verify(&self, token: &str, now_unix: u64) -> Result<JwtClaims, AuthError> {
         let bad = |why: &str| AuthError::InvalidJwt(why.to_string());
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
@@ -204,16 +246,12 @@ impl JwtVerifier {
         if !aud_ok {
             return Err(bad("wrong audience"));
         }
-        match claims.get("exp").and_then(|v| v.as_u64()) {
-            Some(exp) if exp > now_unix => {}
+        let expires_at_unix = match seconds_claim(&claims, "exp")? {
+            Some(exp) if exp > now_unix => exp,
             Some(_) => return Err(bad("expired")),
             None => return Err(bad("no exp claim")),
-        }
-        if claims
-            .get("nbf")
-            .and_then(|v| v.as_u64())
-            .is_some_and(|nbf| nbf > now_unix)
-        {
+        };
+        if seconds_claim(&claims, "nbf")?.is_some_and(|nbf| nbf > now_unix) {
             return Err(bad("not valid yet"));
         }
         let tenant = claims
@@ -230,7 +268,11 @@ impl JwtVerifier {
                     .collect()
             })
             .unwrap_or_default();
-        Ok((tenant, perms))
+        Ok(JwtClaims {
+            tenant,
+            permissions: perms,
+            expires_at_unix,
+        })
     }
 }
 
@@ -267,17 +309,25 @@ impl Authenticator {
         token: &str,
         now_unix: u64,
     ) -> Result<AuthContext, AuthError> {
-        let (tenant, permissions) = match self {
-            Authenticator::Dev => (tenant_id.to_string(), Permissions::AllInTenant),
+        let (tenant, permissions, expires_at_unix) = match self {
+            Authenticator::Dev => (tenant_id.to_string(), Permissions::AllInTenant, None),
             Authenticator::Tokens(table) => {
                 let (tenant, perms) = table.get(token).ok_or(AuthError::UnknownToken)?;
-                (tenant.clone(), Permissions::Granted(perms.clone()))
+                (tenant.clone(), Permissions::Granted(perms.clone()), None)
             }
             Authenticator::Jwt(v) => {
-                let (tenant, perms) = v.verify(token, now_unix)?;
+                let claims = v.verify(token, now_unix)?;
                 // Unparseable permissions grant nothing rather than failing auth.
-                let perms = perms.iter().filter_map(|p| p.parse().ok()).collect();
-                (tenant, Permissions::Granted(perms))
+                let perms = claims
+                    .permissions
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                (
+                    claims.tenant,
+                    Permissions::Granted(perms),
+                    Some(claims.expires_at_unix),
+                )
             }
         };
         if tenant != tenant_id {
@@ -289,6 +339,7 @@ impl Authenticator {
         Ok(AuthContext {
             tenant,
             permissions,
+            expires_at_unix,
         })
     }
 }
@@ -372,6 +423,86 @@ pub(crate) mod tests {
         let mut tampered = jwt(&signing_key(), claims("felix-broker", 2000));
         tampered.insert(tampered.len() - 2, 'A');
         assert!(v.authenticate("t1", &tampered, 1000).is_err());
+    }
+
+    /// Claims with `exp` 2000 and `nbf` set to `nbf`.
+    fn with_nbf(nbf: serde_json::Value) -> String {
+        let mut c = claims("felix-broker", 2000);
+        c["nbf"] = nbf;
+        jwt(&signing_key(), c)
+    }
+
+    #[test]
+    fn an_nbf_that_is_not_a_whole_non_negative_number_is_refused() {
+        let v = verifier();
+        for nbf in [
+            serde_json::json!("500"),
+            serde_json::json!(500.5),
+            serde_json::json!(500.0),
+            serde_json::json!(-1),
+            serde_json::json!(null),
+            serde_json::json!([500]),
+        ] {
+            assert_eq!(
+                v.authenticate("t1", &with_nbf(nbf.clone()), 1000),
+                Err(AuthError::InvalidJwt("invalid nbf claim".into())),
+                "nbf {nbf}"
+            );
+        }
+        assert!(v
+            .authenticate("t1", &with_nbf(serde_json::json!(500)), 1000)
+            .is_ok());
+        assert_eq!(
+            v.authenticate("t1", &with_nbf(serde_json::json!(1500)), 1000),
+            Err(AuthError::InvalidJwt("not valid yet".into()))
+        );
+    }
+
+    #[test]
+    fn an_exp_that_is_not_a_whole_non_negative_number_is_refused() {
+        let v = verifier();
+        for exp in [
+            serde_json::json!("2000"),
+            serde_json::json!(2000.5),
+            serde_json::json!(2000.0),
+            serde_json::json!(-2000),
+            serde_json::json!(null),
+        ] {
+            let mut c = claims("felix-broker", 0);
+            c["exp"] = exp.clone();
+            assert_eq!(
+                v.authenticate("t1", &jwt(&signing_key(), c), 1000),
+                Err(AuthError::InvalidJwt("invalid exp claim".into())),
+                "exp {exp}"
+            );
+        }
+        let mut c = claims("felix-broker", 0);
+        c.as_object_mut().expect("object").remove("exp");
+        assert_eq!(
+            v.authenticate("t1", &jwt(&signing_key(), c), 1000),
+            Err(AuthError::InvalidJwt("no exp claim".into()))
+        );
+    }
+
+    #[test]
+    fn the_context_carries_the_token_expiry() {
+        let ctx = verifier()
+            .authenticate(
+                "t1",
+                &jwt(&signing_key(), claims("felix-broker", 2000)),
+                1000,
+            )
+            .expect("valid");
+        assert_eq!(ctx.expires_at_unix, Some(2000));
+        assert!(!ctx.is_expired(1999));
+        // Valid while exp > now, as at authentication.
+        assert!(ctx.is_expired(2000));
+        assert!(ctx.is_expired(u64::MAX));
+        let dev = Authenticator::Dev
+            .authenticate("t1", "anything", 1000)
+            .expect("dev");
+        assert_eq!(dev.expires_at_unix, None);
+        assert!(!dev.is_expired(u64::MAX));
     }
 
     #[test]

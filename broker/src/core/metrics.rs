@@ -83,6 +83,14 @@ counters! {
     auth_failures: "counter",
     /// Requests refused by permissions or tenant checks.
     permission_denied: "counter",
+    /// Metrics (HTTP) connections closed on accept because the most
+    /// allowed at once were open.
+    metrics_connections_refused: "counter",
+    /// Replay rings restored from the data directory at start.
+    persist_restored: "counter",
+    /// Replay rings skipped: not saved (write failed), or not restored
+    /// (unreadable, renamed, or of an undeclared stream). Each is logged.
+    persist_skipped: "counter",
 }
 
 #[cfg(test)]

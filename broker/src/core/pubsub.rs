@@ -500,13 +500,18 @@ impl PubSub {
     }
 
     /// Restores a stream's ring from a snapshot: offsets continue where
-    /// they were (the newest `replay_capacity` events are kept).
-    pub fn restore(&self, key: StreamKey, oldest: u64, payloads: Vec<Bytes>) {
-        let stream = lock(&self.streams).entry(key).or_default().clone();
+    /// they were (the newest `replay_capacity` events are kept). Returns
+    /// false, restoring nothing, for a stream that neither exists nor may
+    /// be auto-created: a snapshot never declares a stream.
+    pub fn restore(&self, key: StreamKey, oldest: u64, payloads: Vec<Bytes>) -> bool {
+        let Some(stream) = self.stream(&key) else {
+            return false;
+        };
         let mut s = lock(&stream);
         let skip = payloads.len().saturating_sub(self.settings.replay_capacity);
         s.next_offset = oldest + payloads.len() as u64;
         s.ring = payloads.into_iter().skip(skip).collect();
+        true
     }
 
     /// (tail, oldest retained) of a stream, if it exists.
