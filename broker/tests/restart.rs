@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,41 +13,7 @@ use felix_wire::{AckMode, Frame, Message, Publish, StartPosition, Subscribe};
 use support::*;
 
 fn spawn(data_dir: &std::path::Path, bind: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_felix-broker"))
-        .args([
-            "--bind",
-            bind,
-            "--data-dir",
-            data_dir.to_str().expect("utf8"),
-            "--metrics-bind",
-            "off",
-            "--batch-linger-us",
-            "2000",
-        ])
-        .env("FELIX_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start felix-broker");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("banner");
-    // Keep draining stdout so the broker never writes to a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
-}
-
-fn certs(data_dir: &std::path::Path) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    let pem = std::fs::read(data_dir.join("tls/cert.pem")).expect("cert");
-    rustls_pemfile::certs(&mut &pem[..])
-        .collect::<Result<_, _>>()
-        .expect("pem")
+    spawn_broker(data_dir, bind, &["--batch-linger-us", "2000"])
 }
 
 fn publish(i: u64) -> Message {

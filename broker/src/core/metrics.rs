@@ -67,8 +67,20 @@ counters! {
     fanout_batches: "counter",
     /// Events written to subscribers' event streams.
     delivered_events: "counter",
-    /// Events dropped by subscriber queue policies.
+    /// Events dropped by subscriber queue policies or the queue budget.
     dropped_events: "counter",
+    /// Events not queued for a subscriber that was behind while the
+    /// broker-wide queue budget was spent (also in dropped_events).
+    queue_budget_drops: "counter",
+    /// Bytes of fanned-out batches held by subscriber queues (each batch once).
+    queued_bytes: "gauge",
+    /// Payload bytes retained for replay, all streams.
+    replay_bytes: "gauge",
+    /// Events that left a replay ring to keep it within its event or byte
+    /// limits or the broker-wide replay budget.
+    replay_trimmed_events: "counter",
+    /// Streams created on first use (dev auth).
+    streams_auto_created: "gauge",
     /// Live subscribers.
     subscribers: "gauge",
     /// Cache hits.

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use felix_wire::{BinaryEventBatch, BinarySharedEventBatch, Frame, StartPosition};
 
 use super::metrics::Metrics;
-use super::queue::{PushOutcome, QueuedBatch, SubscriberQueue};
+use super::queue::{PushOutcome, QueueCharge, QueuedBatch, SubscriberQueue};
 use super::settings::CoreSettings;
 
 /// Identifies a stream: tenant, namespace, name.
@@ -56,6 +56,36 @@ pub enum PublishError {
         /// The limit.
         limit: usize,
     },
+    /// One event would not fit in an event batch within the frame cap.
+    #[error("event too large: {len} bytes; events are at most {max} bytes")]
+    EventTooLarge {
+        /// The event's size.
+        len: usize,
+        /// The largest event a batch can carry under the frame cap.
+        max: usize,
+    },
+    /// Creating the stream would pass an auto-create limit.
+    #[error(transparent)]
+    Limit(#[from] StreamLimit),
+}
+
+/// Why a stream could not be created on first use (dev auth).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamLimit {
+    /// The tenant already created its share of streams.
+    #[error("stream limit reached: tenant {tenant} has {limit} streams")]
+    PerTenant {
+        /// The tenant.
+        tenant: String,
+        /// `max_auto_streams_per_tenant`.
+        limit: usize,
+    },
+    /// All tenants together created the most streams allowed.
+    #[error("stream limit reached: the broker has {limit} streams")]
+    Total {
+        /// `max_auto_streams`.
+        limit: usize,
+    },
 }
 
 /// Why a subscribe was refused.
@@ -80,6 +110,9 @@ pub enum SubscribeError {
         /// The tail (next offset to be assigned).
         available: u64,
     },
+    /// Creating the stream would pass an auto-create limit.
+    #[error(transparent)]
+    Limit(#[from] StreamLimit),
 }
 
 /// What a publish did and what the caller must do next.
@@ -102,10 +135,106 @@ pub struct Subscription {
     pub key: StreamKey,
     /// Live batches arrive here.
     pub queue: Arc<SubscriberQueue>,
-    /// History to write first: encoded legacy `0x0002`/`0x0022` frames.
-    pub replay: Vec<Bytes>,
-    /// Events in `replay`.
-    pub replay_events: u64,
+    /// History to write first, as legacy `0x0002`/`0x0022` frames.
+    pub replay: Replay,
+}
+
+/// The history a subscription replays before its live batches, encoded
+/// one batch at a time as the writer asks for it.
+///
+/// Nothing is copied up front: a subscriber that does not read holds only
+/// this cursor, whatever the size of the ring. Events that leave the ring
+/// before the cursor reaches them are skipped and counted as dropped,
+/// exactly as a full queue drops live events.
+#[derive(Debug)]
+pub struct Replay {
+    stream: Option<Arc<Mutex<StreamState>>>,
+    id: u64,
+    offsets: bool,
+    /// Next offset to replay.
+    next: u64,
+    /// Offsets from `end` on arrive through the live queue.
+    end: u64,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+/// One replay batch.
+#[derive(Debug)]
+pub struct ReplayBatch {
+    /// The encoded `0x0002`/`0x0022` frame.
+    pub frame: Bytes,
+    /// Events in it.
+    pub events: u64,
+    /// Events that left the ring before they could be replayed.
+    pub skipped: u64,
+}
+
+impl Replay {
+    /// A replay with nothing to send.
+    pub fn empty() -> Self {
+        Replay {
+            stream: None,
+            id: 0,
+            offsets: false,
+            next: 0,
+            end: 0,
+            max_events: 1,
+            max_bytes: 1,
+        }
+    }
+
+    /// Events still to replay (an upper bound: some may leave the ring).
+    pub fn remaining(&self) -> u64 {
+        self.end - self.next
+    }
+
+    /// Encodes the next batch of history, `None` when done.
+    pub fn next_batch(&mut self) -> Option<ReplayBatch> {
+        let stream = self.stream.as_ref()?;
+        if self.next >= self.end {
+            return None;
+        }
+        let s = lock(stream);
+        let oldest = s.oldest();
+        let skipped = oldest.saturating_sub(self.next).min(self.end - self.next);
+        self.next += skipped;
+        if self.next >= self.end {
+            return (skipped > 0).then(|| ReplayBatch {
+                frame: Bytes::new(),
+                events: 0,
+                skipped,
+            });
+        }
+        let from = (self.next - oldest) as usize;
+        let until = ((self.end - oldest) as usize).min(s.ring.len());
+        let mut payloads = Vec::new();
+        let mut bytes = 0;
+        for p in s.ring.range(from..until) {
+            if !payloads.is_empty()
+                && (payloads.len() >= self.max_events || bytes + p.len() > self.max_bytes)
+            {
+                break;
+            }
+            bytes += p.len();
+            payloads.push(p.clone());
+        }
+        drop(s);
+        let events = payloads.len() as u64;
+        let frame = Frame::from(BinaryEventBatch {
+            subscription_id: self.id,
+            base_offset: self.offsets.then_some(self.next),
+            payloads,
+        })
+        .to_bytes()
+        .unwrap_or_default(); // every event fits a batch under the cap (checked at publish)
+        self.next += events;
+        Some(ReplayBatch {
+            frame,
+            events,
+            skipped,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -115,12 +244,17 @@ struct Subscriber {
     offsets: bool,
 }
 
+/// Events that left the ring to keep a stream, or all streams, within
+/// their byte limits are counted in `replay_trimmed_events`.
 #[derive(Debug, Default)]
 struct StreamState {
     /// Offset the next event gets.
     next_offset: u64,
-    /// The last `replay_capacity` payloads: offsets `next_offset - len ..`.
+    /// Retained history: offsets `oldest() ..`, payloads copied out of the
+    /// encoded fan-out batches (see [`PubSub::flush_locked`]).
     ring: VecDeque<Bytes>,
+    /// Payload bytes in `ring`.
+    ring_bytes: usize,
     /// Events appended but not yet fanned out: offsets `next_offset - len ..`.
     pending: Vec<Bytes>,
     pending_bytes: usize,
@@ -129,13 +263,30 @@ struct StreamState {
     subscribers: Vec<Subscriber>,
 }
 
+impl StreamState {
+    /// The oldest offset still replayable.
+    fn oldest(&self) -> u64 {
+        self.next_offset - (self.pending.len() + self.ring.len()) as u64
+    }
+}
+
+/// The stream map, with how many streams each tenant created on first use.
+#[derive(Debug, Default)]
+struct Registry {
+    streams: HashMap<StreamKey, Arc<Mutex<StreamState>>>,
+    auto_per_tenant: HashMap<String, usize>,
+    auto_total: usize,
+}
+
 /// All streams.
 #[derive(Debug)]
 pub struct PubSub {
-    streams: Mutex<HashMap<StreamKey, Arc<Mutex<StreamState>>>>,
+    streams: Mutex<Registry>,
     settings: Arc<CoreSettings>,
     metrics: Arc<Metrics>,
     inflight_bytes: AtomicUsize,
+    /// Payload bytes in every stream's ring (`replay_budget_bytes`).
+    ring_bytes: AtomicUsize,
     next_subscription_id: AtomicU64,
     draining: std::sync::atomic::AtomicBool,
 }
@@ -150,10 +301,11 @@ impl PubSub {
     /// An empty registry.
     pub fn new(settings: Arc<CoreSettings>, metrics: Arc<Metrics>) -> Self {
         PubSub {
-            streams: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Registry::default()),
             settings,
             metrics,
             inflight_bytes: AtomicUsize::new(0),
+            ring_bytes: AtomicUsize::new(0),
             next_subscription_id: AtomicU64::new(1),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
@@ -161,25 +313,100 @@ impl PubSub {
 
     /// Declares a stream (it exists from now on).
     pub fn declare(&self, key: StreamKey) {
-        lock(&self.streams).entry(key).or_default();
+        lock(&self.streams).streams.entry(key).or_default();
     }
 
     /// Number of streams.
     pub fn stream_count(&self) -> usize {
-        lock(&self.streams).len()
+        lock(&self.streams).streams.len()
     }
 
-    fn stream(&self, key: &StreamKey) -> Option<Arc<Mutex<StreamState>>> {
-        let mut streams = lock(&self.streams);
-        if let Some(s) = streams.get(key) {
-            return Some(s.clone());
+    fn existing(&self, key: &StreamKey) -> Option<Arc<Mutex<StreamState>>> {
+        lock(&self.streams).streams.get(key).cloned()
+    }
+
+    /// The stream, created on first use when auto-create is on: `Ok(None)`
+    /// if it does not exist and may not be created.
+    fn stream(&self, key: &StreamKey) -> Result<Option<Arc<Mutex<StreamState>>>, StreamLimit> {
+        let mut registry = lock(&self.streams);
+        if let Some(s) = registry.streams.get(key) {
+            return Ok(Some(s.clone()));
         }
-        if self.settings.auto_create {
-            let s = Arc::new(Mutex::new(StreamState::default()));
-            streams.insert(key.clone(), s.clone());
-            return Some(s);
+        if !self.settings.auto_create {
+            return Ok(None);
         }
-        None
+        let per_tenant = registry
+            .auto_per_tenant
+            .get(&key.tenant)
+            .copied()
+            .unwrap_or(0);
+        let limit = self.settings.max_auto_streams_per_tenant;
+        if per_tenant >= limit {
+            return Err(StreamLimit::PerTenant {
+                tenant: key.tenant.clone(),
+                limit,
+            });
+        }
+        if registry.auto_total >= self.settings.max_auto_streams {
+            return Err(StreamLimit::Total {
+                limit: self.settings.max_auto_streams,
+            });
+        }
+        *registry
+            .auto_per_tenant
+            .entry(key.tenant.clone())
+            .or_insert(0) += 1;
+        registry.auto_total += 1;
+        self.metrics
+            .streams_auto_created
+            .fetch_add(1, Ordering::Relaxed);
+        let s = Arc::new(Mutex::new(StreamState::default()));
+        registry.streams.insert(key.clone(), s.clone());
+        Ok(Some(s))
+    }
+
+    /// The largest event a batch can carry within the frame cap: a legacy
+    /// batch with offsets (8 id + 8 offset + 4 count) of one event (4 length).
+    pub fn max_event_bytes(&self) -> usize {
+        (self.settings.max_frame_bytes as usize).saturating_sub(24)
+    }
+
+    /// Drops the oldest retained events until the stream is within its
+    /// event and byte limits and all rings within the broker-wide budget
+    /// (a stream publishing past that budget forgets its own history
+    /// first: never another stream's).
+    fn trim_ring(&self, s: &mut StreamState) {
+        let mut trimmed = 0u64;
+        while let Some(front) = s.ring.front() {
+            let over = s.ring.len() > self.settings.replay_capacity
+                || s.ring_bytes > self.settings.replay_capacity_bytes
+                || self.ring_bytes.load(Ordering::Acquire) > self.settings.replay_budget_bytes;
+            if !over {
+                break;
+            }
+            let len = front.len();
+            s.ring.pop_front();
+            s.ring_bytes -= len;
+            self.ring_bytes.fetch_sub(len, Ordering::AcqRel);
+            trimmed += 1;
+        }
+        self.metrics
+            .replay_trimmed_events
+            .fetch_add(trimmed, Ordering::Relaxed);
+        self.metrics.replay_bytes.store(
+            self.ring_bytes.load(Ordering::Relaxed) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Appends flushed payloads to the ring, then trims it.
+    fn retain(&self, s: &mut StreamState, payloads: impl IntoIterator<Item = Bytes>) {
+        for p in payloads {
+            s.ring_bytes += p.len();
+            self.ring_bytes.fetch_add(p.len(), Ordering::AcqRel);
+            s.ring.push_back(p);
+        }
+        self.trim_ring(s);
     }
 
     /// A fresh broker-assigned subscription id.
@@ -195,6 +422,13 @@ impl PubSub {
         payloads: &[Bytes],
         now: Instant,
     ) -> Result<PublishOutcome, PublishError> {
+        let max = self.max_event_bytes();
+        if let Some(big) = payloads.iter().find(|p| p.len() > max) {
+            return Err(PublishError::EventTooLarge {
+                len: big.len(),
+                max,
+            });
+        }
         let bytes: usize = payloads.iter().map(Bytes::len).sum();
         let limit = self.settings.max_inflight_publish_bytes;
         let inflight = self.inflight_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
@@ -205,9 +439,16 @@ impl PubSub {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(PublishError::Overloaded { inflight, limit });
         }
-        let Some(stream) = self.stream(key) else {
-            self.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            return Err(PublishError::NotFound(key.clone()));
+        let stream = match self.stream(key) {
+            Ok(Some(stream)) => stream,
+            Ok(None) => {
+                self.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                return Err(PublishError::NotFound(key.clone()));
+            }
+            Err(limit) => {
+                self.inflight_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                return Err(limit.into());
+            }
         };
         let mut s = lock(&stream);
         // Checked under the stream lock: a drain sets the flag, then takes
@@ -220,13 +461,7 @@ impl PubSub {
         }
         let first_offset = s.next_offset;
         let starts_batch = s.pending.is_empty();
-        for p in payloads {
-            s.ring.push_back(p.clone());
-            s.pending.push(p.clone());
-        }
-        while s.ring.len() > self.settings.replay_capacity {
-            s.ring.pop_front();
-        }
+        s.pending.extend(payloads.iter().cloned());
         s.next_offset += payloads.len() as u64;
         s.pending_bytes += bytes;
         if s.pending_since.is_none() && !s.pending.is_empty() {
@@ -269,7 +504,7 @@ impl PubSub {
         now: Instant,
         force: bool,
     ) -> (Vec<Arc<SubscriberQueue>>, Option<Instant>) {
-        let Some(stream) = lock(&self.streams).get(key).cloned() else {
+        let Some(stream) = self.existing(key) else {
             return (Vec::new(), None);
         };
         let mut s = lock(&stream);
@@ -289,7 +524,7 @@ impl PubSub {
 
     /// Flushes every stream (shutdown).
     pub fn flush_all(&self) {
-        let streams: Vec<_> = lock(&self.streams).values().cloned().collect();
+        let streams: Vec<_> = lock(&self.streams).streams.values().cloned().collect();
         for stream in streams {
             let mut s = lock(&stream);
             self.flush_locked(&mut s);
@@ -313,6 +548,11 @@ impl PubSub {
         let mut base = s.next_offset - pending.len() as u64;
         let want_plain = s.subscribers.iter().any(|x| !x.offsets);
         let want_offsets = s.subscribers.iter().any(|x| x.offsets);
+        // Past the queue budget, only subscribers that are keeping up (an
+        // empty queue) get new batches: a stalled reader cannot make the
+        // broker hold more, and cannot starve the others either.
+        let over_budget = self.metrics.queued_bytes.load(Ordering::Acquire)
+            > self.settings.queue_budget_bytes as u64;
         for chunk in chunks(
             &pending,
             self.settings.batch_max_events,
@@ -325,10 +565,14 @@ impl PubSub {
                     payloads: chunk.to_vec(),
                 })
                 .to_bytes()
-                .unwrap_or_default() // payloads came off the wire, so they fit it
+                .unwrap_or_default() // every event fits a batch under the cap (checked at publish)
             };
             let plain = want_plain.then(|| encode(None));
             let with_offsets = want_offsets.then(|| encode(Some(base)));
+            self.retain(s, retained(chunk, plain.as_ref(), with_offsets.as_ref()));
+            let frame_bytes =
+                plain.as_ref().map_or(0, Bytes::len) + with_offsets.as_ref().map_or(0, Bytes::len);
+            let charge = QueueCharge::new(frame_bytes, self.metrics.clone());
             for sub in &s.subscribers {
                 let frame = if sub.offsets {
                     with_offsets.clone()
@@ -336,7 +580,22 @@ impl PubSub {
                     plain.clone()
                 };
                 let Some(frame) = frame else { continue };
-                match sub.queue.push(QueuedBatch { frame, events }) {
+                if over_budget && !sub.queue.is_empty() && !sub.queue.blocks() {
+                    sub.queue.count_dropped(events);
+                    self.metrics
+                        .dropped_events
+                        .fetch_add(events, Ordering::Relaxed);
+                    self.metrics
+                        .queue_budget_drops
+                        .fetch_add(events, Ordering::Relaxed);
+                    continue;
+                }
+                let batch = QueuedBatch {
+                    frame,
+                    events,
+                    charge: Some(charge.clone()),
+                };
+                match sub.queue.push(batch) {
                     PushOutcome::Queued => {}
                     PushOutcome::QueuedDroppedOld | PushOutcome::Dropped => {
                         self.metrics
@@ -368,13 +627,13 @@ impl PubSub {
         offsets: bool,
     ) -> Result<Subscription, SubscribeError> {
         let stream = self
-            .stream(key)
+            .stream(key)?
             .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
         let mut s = lock(&stream);
         let waits = self.flush_locked(&mut s);
         drop(waits); // the subscriber never makes a publisher wait here
         let tail = s.next_offset;
-        let oldest = tail - s.ring.len() as u64;
+        let oldest = s.oldest();
         let from = match start {
             StartPosition::Latest => tail,
             StartPosition::Earliest => oldest,
@@ -392,27 +651,15 @@ impl PubSub {
             }
             StartPosition::Offset(n) => n,
         };
-        let history: Vec<Bytes> = s
-            .ring
-            .iter()
-            .skip((from - oldest) as usize)
-            .cloned()
-            .collect();
-        let mut replay = Vec::new();
-        let mut base = from;
-        for chunk in chunks(
-            &history,
-            self.settings.batch_max_events,
-            self.settings.batch_max_bytes,
-        ) {
-            let frame = Frame::from(BinaryEventBatch {
-                subscription_id: id,
-                base_offset: offsets.then_some(base),
-                payloads: chunk.to_vec(),
-            });
-            replay.push(frame.to_bytes().unwrap_or_default());
-            base += chunk.len() as u64;
-        }
+        let replay = Replay {
+            stream: (from < tail).then(|| stream.clone()),
+            id,
+            offsets,
+            next: from,
+            end: tail,
+            max_events: self.settings.batch_max_events.max(1),
+            max_bytes: self.settings.batch_max_bytes,
+        };
         let queue = SubscriberQueue::new(self.settings.queue_capacity, self.settings.queue_policy);
         s.subscribers.push(Subscriber {
             queue: queue.clone(),
@@ -424,14 +671,13 @@ impl PubSub {
             key: key.clone(),
             queue,
             replay,
-            replay_events: history.len() as u64,
         })
     }
 
     /// Closes every subscriber queue (drain): writers send what is queued,
     /// then end their streams.
     pub fn close_all(&self) {
-        let streams: Vec<_> = lock(&self.streams).values().cloned().collect();
+        let streams: Vec<_> = lock(&self.streams).streams.values().cloned().collect();
         for stream in streams {
             for sub in &lock(&stream).subscribers {
                 sub.queue.close();
@@ -444,7 +690,7 @@ impl PubSub {
     /// Found by its queue, not its id: ids are chosen by clients, and two
     /// clients on one stream may well use the same one.
     pub fn unsubscribe(&self, sub: &Subscription) {
-        let Some(stream) = lock(&self.streams).get(&sub.key).cloned() else {
+        let Some(stream) = self.existing(&sub.key) else {
             return;
         };
         let mut s = lock(&stream);
@@ -464,7 +710,7 @@ impl PubSub {
     /// published while the subscriber existed, exactly one of the three
     /// counts it.
     pub fn subscriber_stats(&self, key: &StreamKey) -> Vec<(u64, u64, u64)> {
-        let Some(stream) = lock(&self.streams).get(key).cloned() else {
+        let Some(stream) = self.existing(key) else {
             return Vec::new();
         };
         let s = lock(&stream);
@@ -485,6 +731,7 @@ impl PubSub {
     /// Pending events are flushed first, so the snapshot is complete.
     pub fn snapshot(&self) -> Vec<(StreamKey, u64, Vec<Bytes>)> {
         let streams: Vec<(StreamKey, Arc<Mutex<StreamState>>)> = lock(&self.streams)
+            .streams
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -492,7 +739,7 @@ impl PubSub {
         for (key, stream) in streams {
             let mut s = lock(&stream);
             drop(self.flush_locked(&mut s));
-            let oldest = s.next_offset - s.ring.len() as u64;
+            let oldest = s.oldest();
             out.push((key, oldest, s.ring.iter().cloned().collect()));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -504,22 +751,69 @@ impl PubSub {
     /// false, restoring nothing, for a stream that neither exists nor may
     /// be auto-created: a snapshot never declares a stream.
     pub fn restore(&self, key: StreamKey, oldest: u64, payloads: Vec<Bytes>) -> bool {
-        let Some(stream) = self.stream(&key) else {
+        let Ok(Some(stream)) = self.stream(&key) else {
             return false;
         };
         let mut s = lock(&stream);
-        let skip = payloads.len().saturating_sub(self.settings.replay_capacity);
         s.next_offset = oldest + payloads.len() as u64;
-        s.ring = payloads.into_iter().skip(skip).collect();
+        let dropped = std::mem::take(&mut s.ring_bytes);
+        self.ring_bytes.fetch_sub(dropped, Ordering::AcqRel);
+        s.ring.clear();
+        // Copied: a slice would keep the whole file's buffer alive.
+        let copies: Vec<Bytes> = payloads.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+        self.retain(&mut s, copies);
         true
+    }
+
+    /// Closes and forgets every subscriber (tests: queued batches are freed).
+    #[cfg(test)]
+    fn unsubscribe_all_for_test(&self) {
+        for stream in lock(&self.streams).streams.values() {
+            for sub in lock(stream).subscribers.drain(..) {
+                sub.queue.close();
+                while sub.queue.try_pop().is_some() {}
+            }
+        }
     }
 
     /// (tail, oldest retained) of a stream, if it exists.
     pub fn offsets(&self, key: &StreamKey) -> Option<(u64, u64)> {
-        let stream = lock(&self.streams).get(key).cloned()?;
+        let stream = self.existing(key)?;
         let s = lock(&stream);
-        Some((s.next_offset, s.next_offset - s.ring.len() as u64))
+        Some((s.next_offset, s.oldest()))
     }
+}
+
+/// The ring's copy of a flushed chunk: slices of an encoded batch when one
+/// was made (no copy, and each slice pins one batch of at most
+/// `batch_max_bytes`, not a whole read buffer), else a single copy.
+fn retained(chunk: &[Bytes], plain: Option<&Bytes>, with_offsets: Option<&Bytes>) -> Vec<Bytes> {
+    // Shared batch: 12-byte header, [u64 base_offset], u32 count, then
+    // each payload as u32 length + bytes.
+    let (frame, mut at) = match (plain, with_offsets) {
+        (Some(f), _) => (f.clone(), 12 + 4),
+        (None, Some(f)) => (f.clone(), 12 + 8 + 4),
+        (None, None) => {
+            let mut copy = bytes::BytesMut::with_capacity(chunk.iter().map(Bytes::len).sum());
+            for p in chunk {
+                copy.extend_from_slice(p);
+            }
+            (copy.freeze(), 0)
+        }
+    };
+    let framed = plain.is_some() || with_offsets.is_some();
+    chunk
+        .iter()
+        .map(|p| {
+            if framed {
+                at += 4;
+            }
+            let slice = frame.slice(at..at + p.len());
+            debug_assert_eq!(&slice, p);
+            at += p.len();
+            slice
+        })
+        .collect()
 }
 
 /// Splits `items` into runs of at most `max_events` items and about
@@ -708,12 +1002,12 @@ mod tests {
         let at_tail = ps
             .subscribe(&key(), 2, StartPosition::Offset(6), true)
             .expect("tail is fine");
-        assert!(at_tail.replay.is_empty());
-        let earliest = ps
+        assert_eq!(at_tail.replay.remaining(), 0);
+        let mut earliest = ps
             .subscribe(&key(), 3, StartPosition::Earliest, true)
             .expect("earliest");
-        assert_eq!(earliest.replay_events, 4);
-        match decode(&earliest.replay[0]) {
+        assert_eq!(earliest.replay.remaining(), 4);
+        match decode(&earliest.replay.next_batch().expect("history").frame) {
             Frame::BinaryEventBatch(b) => {
                 assert_eq!(b.subscription_id, 3);
                 assert_eq!(b.base_offset, Some(2));
@@ -721,10 +1015,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let from4 = ps
+        let mut from4 = ps
             .subscribe(&key(), 4, StartPosition::Offset(4), false)
             .expect("offset");
-        match decode(&from4.replay[0]) {
+        match decode(&from4.replay.next_batch().expect("history").frame) {
             Frame::BinaryEventBatch(b) => assert_eq!((b.base_offset, b.payloads.len()), (None, 2)),
             other => panic!("{other:?}"),
         }
@@ -738,7 +1032,7 @@ mod tests {
         let sub = ps
             .subscribe(&key(), 1, StartPosition::Earliest, true)
             .expect("sub");
-        assert_eq!(sub.replay_events, 2);
+        assert_eq!(sub.replay.remaining(), 2);
         ps.publish(&key(), &payloads(1), t0).expect("publish");
         ps.flush_due(&key(), t0, true);
         let live = sub.queue.try_pop().expect("live");
@@ -781,7 +1075,7 @@ mod tests {
         let sub = restored
             .subscribe(&key(), 1, StartPosition::Offset(3), true)
             .expect("resume");
-        assert_eq!(sub.replay_events, 2);
+        assert_eq!(sub.replay.remaining(), 2);
         assert_eq!(
             restored
                 .publish(&key(), &payloads(1), Instant::now())
@@ -818,5 +1112,169 @@ mod tests {
         );
         ps.declare(key());
         assert!(ps.publish(&key(), &payloads(1), Instant::now()).is_ok());
+    }
+
+    fn big(n: usize, len: usize) -> Vec<Bytes> {
+        (0..n).map(|_| Bytes::from(vec![1u8; len])).collect()
+    }
+
+    fn other(stream: &str, tenant: &str) -> StreamKey {
+        StreamKey {
+            tenant: tenant.into(),
+            namespace: "default".into(),
+            stream: stream.into(),
+        }
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_as_well_as_events() {
+        // 400 events of 1 MiB used to be kept whole (RSS 598 MB).
+        let ps = pubsub(|s| s.replay_capacity_bytes = 1 << 20);
+        for _ in 0..400 {
+            ps.publish(&key(), &big(1, 64 * 1024), Instant::now())
+                .expect("publish");
+        }
+        let (tail, oldest) = ps.offsets(&key()).expect("stream");
+        assert_eq!((tail, oldest), (400, 400 - 16), "16 x 64 KiB = 1 MiB kept");
+        assert_eq!(ps.metrics.replay_bytes.load(Ordering::Relaxed), 1 << 20);
+        assert_eq!(
+            ps.metrics.replay_trimmed_events.load(Ordering::Relaxed),
+            384
+        );
+    }
+
+    #[test]
+    fn all_rings_together_stay_within_the_replay_budget_without_taking_others_history() {
+        let ps = pubsub(|s| s.replay_budget_bytes = 1 << 20);
+        let a = other("a", "t1");
+        let b = other("b", "t2");
+        ps.publish(&a, &big(8, 64 * 1024), Instant::now())
+            .expect("a");
+        for _ in 0..100 {
+            ps.publish(&b, &big(1, 64 * 1024), Instant::now())
+                .expect("b");
+        }
+        assert!(ps.metrics.replay_bytes.load(Ordering::Relaxed) <= 1 << 20);
+        let (tail, oldest) = ps.offsets(&a).expect("a");
+        assert_eq!(tail - oldest, 8, "stream a keeps its history");
+        let (tail, oldest) = ps.offsets(&b).expect("b");
+        assert_eq!(tail - oldest, 8, "stream b forgets its own oldest events");
+    }
+
+    #[test]
+    fn streams_created_on_first_use_are_limited_per_tenant_and_in_total() {
+        // 2000 streams with 60 KB names used to take 323 MB.
+        let ps = pubsub(|s| {
+            s.max_auto_streams_per_tenant = 2;
+            s.max_auto_streams = 3;
+        });
+        let now = Instant::now();
+        ps.publish(&other("a", "t1"), &payloads(1), now).expect("1");
+        ps.publish(&other("b", "t1"), &payloads(1), now).expect("2");
+        let err = ps
+            .publish(&other("c", "t1"), &payloads(1), now)
+            .expect_err("per tenant");
+        assert_eq!(
+            err.to_string(),
+            "stream limit reached: tenant t1 has 2 streams"
+        );
+        ps.publish(&other("a", "t2"), &payloads(1), now).expect("3");
+        let err = ps
+            .subscribe(&other("b", "t2"), 1, StartPosition::Latest, false)
+            .expect_err("total");
+        assert_eq!(
+            err.to_string(),
+            "stream limit reached: the broker has 3 streams"
+        );
+        ps.publish(&other("a", "t1"), &payloads(1), now)
+            .expect("existing streams still work");
+        assert_eq!(ps.stream_count(), 3);
+        assert_eq!(ps.metrics.streams_auto_created.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn replay_is_encoded_lazily_and_counts_what_left_the_ring_meanwhile() {
+        let ps = pubsub(|s| {
+            s.replay_capacity = 10;
+            s.batch_max_events = 4;
+        });
+        ps.publish(&key(), &payloads(10), Instant::now())
+            .expect("publish");
+        let mut sub = ps
+            .subscribe(&key(), 1, StartPosition::Earliest, true)
+            .expect("sub");
+        let first = sub.replay.next_batch().expect("batch");
+        assert_eq!((first.events, first.skipped), (4, 0));
+        // Six more events push offsets 0..6 out while the reader is slow.
+        ps.publish(&key(), &payloads(6), Instant::now())
+            .expect("publish");
+        let second = sub.replay.next_batch().expect("batch");
+        assert_eq!((second.events, second.skipped), (4, 2));
+        match decode(&second.frame) {
+            Frame::BinaryEventBatch(b) => assert_eq!(b.base_offset, Some(6)),
+            other => panic!("{other:?}"),
+        }
+        assert!(sub.replay.next_batch().is_none(), "offsets 10.. come live");
+        let mut live = 0;
+        while let Some(b) = sub.queue.try_pop() {
+            live += b.events;
+        }
+        assert_eq!(live, 6);
+    }
+
+    #[test]
+    fn past_the_queue_budget_only_subscribers_that_keep_up_get_batches() {
+        // Subscribers that never read used to hold every batch up to their
+        // queue capacity, on every stream: 1024 of them took RSS to 1 GB.
+        let ps = pubsub(|s| s.queue_budget_bytes = 256 * 1024);
+        let stalled = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        let reader = ps
+            .subscribe(&key(), 2, StartPosition::Latest, false)
+            .expect("sub");
+        let mut read = 0;
+        for _ in 0..50 {
+            ps.publish(&key(), &big(1, 32 * 1024), Instant::now())
+                .expect("publish");
+            while let Some(b) = reader.queue.try_pop() {
+                read += b.events;
+            }
+        }
+        assert_eq!(read, 50, "the subscriber that keeps up loses nothing");
+        let queued = ps.metrics.queued_bytes.load(Ordering::Relaxed);
+        assert!(queued <= 256 * 1024 + 33 * 1024, "{queued} bytes queued");
+        let dropped = stalled.queue.stats.dropped_events.load(Ordering::Relaxed);
+        assert_eq!(dropped + stalled.queue.queued_events(), 50);
+        assert_eq!(
+            ps.metrics.queue_budget_drops.load(Ordering::Relaxed),
+            dropped
+        );
+        drop(stalled);
+        ps.unsubscribe_all_for_test();
+        assert_eq!(ps.metrics.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_event_that_could_not_be_delivered_within_the_cap_is_refused() {
+        let ps = pubsub(|s| s.max_frame_bytes = 1000);
+        let err = ps
+            .publish(&key(), &big(1, 977), Instant::now())
+            .expect_err("too large");
+        assert_eq!(
+            err.to_string(),
+            "event too large: 977 bytes; events are at most 976 bytes"
+        );
+        ps.publish(&key(), &big(1, 976), Instant::now())
+            .expect("fits");
+        let mut sub = ps
+            .subscribe(&key(), u64::MAX, StartPosition::Earliest, true)
+            .expect("sub");
+        let frame = sub.replay.next_batch().expect("batch").frame;
+        assert_eq!(
+            frame.len(),
+            12 + 1000,
+            "the largest replay batch is at the cap"
+        );
     }
 }

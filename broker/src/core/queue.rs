@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::metrics::Metrics;
 use super::settings::QueuePolicy;
 
 /// Told when a queue becomes readable: a batch arrived or it closed.
@@ -29,6 +30,35 @@ pub struct QueuedBatch {
     pub frame: Bytes,
     /// Events in the batch (for drop accounting).
     pub events: u64,
+    /// The batch's share of the broker-wide queue budget, given back when
+    /// the last queue holding it lets go (`None`: not budgeted).
+    pub charge: Option<Arc<QueueCharge>>,
+}
+
+/// Bytes of one fanned-out batch counted in `felix_queued_bytes` while
+/// any subscriber queue (or writer) holds the batch: shared by all the
+/// queues it was pushed to, so a batch counts once, however many hold it.
+#[derive(Debug)]
+pub struct QueueCharge {
+    bytes: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl QueueCharge {
+    /// Counts `bytes` until the returned charge is dropped.
+    pub fn new(bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        let bytes = bytes as u64;
+        metrics.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        Arc::new(QueueCharge { bytes, metrics })
+    }
+}
+
+impl Drop for QueueCharge {
+    fn drop(&mut self) {
+        self.metrics
+            .queued_bytes
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// What happened to a pushed batch.
@@ -149,6 +179,19 @@ impl SubscriberQueue {
         }
     }
 
+    /// Whether a full queue makes publishers wait (policy `block`).
+    pub fn blocks(&self) -> bool {
+        self.policy == QueuePolicy::Block
+    }
+
+    /// Counts a batch dropped before it reached the queue (the broker-wide
+    /// queue budget was spent and this subscriber was behind).
+    pub fn count_dropped(&self, events: u64) {
+        self.stats
+            .dropped_events
+            .fetch_add(events, Ordering::Relaxed);
+    }
+
     /// True while a `block` publisher must wait for this queue.
     pub fn is_over_capacity(&self) -> bool {
         !self.closed.load(Ordering::Acquire) && self.lock().len() >= self.capacity
@@ -254,6 +297,7 @@ mod tests {
         QueuedBatch {
             frame: Bytes::from_static(b"x"),
             events,
+            charge: None,
         }
     }
 

@@ -413,7 +413,9 @@ impl Session {
                         })));
                         self.close(out);
                     }
-                    Err(e @ SubscribeError::NotFound(_)) => self.fail(out, e.to_string()),
+                    Err(e @ (SubscribeError::NotFound(_) | SubscribeError::Limit(_))) => {
+                        self.fail(out, e.to_string())
+                    }
                 }
             }
             Frame::Json(Message::CachePut(c)) => {

@@ -361,7 +361,11 @@ async fn finish(send: Option<SendStream>, mut recv: RecvStream) {
 
 /// Opens the event stream, writes hello and replay, hands the queue to a
 /// writer, and queues the `subscribed` (or `error`) reply.
-async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies: &mut Vec<Bytes>) {
+async fn start_subscription(
+    ctx: &ConnectionContext,
+    mut sub: Subscription,
+    replies: &mut Vec<Bytes>,
+) {
     let reply = |m: Message| Frame::Json(m).to_bytes().unwrap_or_default();
     let count = ctx.subscriptions.fetch_add(1, Ordering::AcqRel) + 1;
     if count > ctx.core.settings.max_subscriptions_per_connection {
@@ -387,20 +391,39 @@ async fn start_subscription(ctx: &ConnectionContext, sub: Subscription, replies:
             return;
         }
     };
-    let mut first: Vec<Bytes> = Vec::with_capacity(1 + sub.replay.len());
-    first.push(reply(Message::from(EventStreamHello {
+    // History is encoded batch by batch as the peer reads it: a reader
+    // that stalls holds one batch here, never a copy of the whole ring.
+    let mut chunks: Vec<Bytes> = vec![reply(Message::from(EventStreamHello {
         subscription_id: sub.id,
-    })));
-    first.extend(sub.replay.iter().cloned());
-    if uni.write_all_chunks(&mut first).await.is_err() {
-        ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
-        ctx.core.pubsub.unsubscribe(&sub);
-        return;
+    }))];
+    loop {
+        let next = sub.replay.next_batch();
+        if let Some(batch) = &next {
+            if batch.skipped > 0 {
+                sub.queue.count_dropped(batch.skipped);
+                ctx.core
+                    .metrics
+                    .dropped_events
+                    .fetch_add(batch.skipped, Ordering::Relaxed);
+            }
+            if batch.events > 0 {
+                chunks.push(batch.frame.clone());
+                ctx.core
+                    .metrics
+                    .delivered_events
+                    .fetch_add(batch.events, Ordering::Relaxed);
+            }
+        }
+        if uni.write_all_chunks(&mut chunks).await.is_err() {
+            ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            ctx.core.pubsub.unsubscribe(&sub);
+            return;
+        }
+        chunks.clear();
+        if next.is_none() {
+            break;
+        }
     }
-    ctx.core
-        .metrics
-        .delivered_events
-        .fetch_add(sub.replay_events, Ordering::Relaxed);
     replies.push(reply(Message::from(Subscribed {
         subscription_id: sub.id,
     })));

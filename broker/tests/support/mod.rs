@@ -289,3 +289,61 @@ pub(crate) fn events(f: &Frame) -> (Option<u64>, Vec<Bytes>) {
         other => panic!("expected an event batch, got {other:?}"),
     }
 }
+
+/// Starts the real `felix-broker` binary on `bind` with its data in
+/// `data_dir` (dev auth, no metrics endpoint) plus `extra` flags; returns
+/// the process and the address from its banner.
+pub(crate) fn spawn_broker(
+    data_dir: &std::path::Path,
+    bind: &str,
+    extra: &[&str],
+) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_felix-broker"))
+        .args([
+            "--bind",
+            bind,
+            "--data-dir",
+            data_dir.to_str().expect("utf8"),
+            "--metrics-bind",
+            "off",
+        ])
+        .args(extra)
+        .env("FELIX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start felix-broker");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("banner");
+    // Keep draining stdout so the broker never writes to a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
+/// The certificate a spawned broker wrote to its data directory.
+pub(crate) fn certs(data_dir: &std::path::Path) -> Vec<CertificateDer<'static>> {
+    let pem = std::fs::read(data_dir.join("tls/cert.pem")).expect("cert");
+    rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .expect("pem")
+}
+
+/// Resident set size of process `pid`, bytes (Linux `/proc`).
+pub(crate) fn rss_of(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
