@@ -282,6 +282,7 @@ impl Config {
             queue_capacity: pick!(queue_capacity, defaults.queue_capacity).max(1),
             queue_policy: pick!(queue_policy, defaults.queue_policy),
             cache_capacity_bytes: pick!(cache_capacity_bytes, defaults.cache_capacity_bytes),
+            cache_tenant_capacity_bytes: defaults.cache_tenant_capacity_bytes,
             max_subscriptions_per_connection: pick!(
                 max_subscriptions_per_connection,
                 defaults.max_subscriptions_per_connection
