@@ -139,9 +139,15 @@ pub struct Cli {
     /// What a full subscriber queue does [default: drop-new].
     #[arg(long, env = "FELIX_QUEUE_POLICY", value_enum)]
     pub queue_policy: Option<QueuePolicy>,
-    /// Cache memory bound, bytes [default: 67108864].
+    /// Cache memory bound, bytes, counting keys, values and each entry's bookkeeping [default: 67108864].
     #[arg(long, env = "FELIX_CACHE_CAPACITY_BYTES")]
     pub cache_capacity_bytes: Option<usize>,
+    /// Cache bytes one tenant may hold, counted likewise; a tenant over it
+    /// evicts its own oldest entries, never another tenant's. A quarter
+    /// lets four tenants fill their quota without touching each other while
+    /// one alone still gets a useful share [default: a quarter of the cache capacity, 16777216].
+    #[arg(long, env = "FELIX_CACHE_TENANT_CAPACITY_BYTES")]
+    pub cache_tenant_capacity_bytes: Option<usize>,
     /// QUIC connection receive window: bytes a peer may send ahead of what
     /// the broker has read, per connection [default: 8388608].
     #[arg(long, env = "FELIX_QUIC_RECEIVE_WINDOW_BYTES")]
@@ -233,6 +239,7 @@ pub struct FileConfig {
     queue_policy: Option<QueuePolicy>,
     cache_capacity_bytes: Option<usize>,
     quic_receive_window_bytes: Option<u32>,
+    cache_tenant_capacity_bytes: Option<usize>,
     keep_alive_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     log: Option<String>,
@@ -379,6 +386,7 @@ impl Config {
             drain_timeout: shell.drain_timeout,
         };
         let defaults = CoreSettings::default();
+        let cache_capacity_bytes = pick!(cache_capacity_bytes, defaults.cache_capacity_bytes);
         let core = CoreSettings {
             server_flags: defaults.server_flags,
             max_frame_bytes: limits.max_frame_bytes,
@@ -400,7 +408,11 @@ impl Config {
             )),
             queue_capacity: pick!(queue_capacity, defaults.queue_capacity).max(1),
             queue_policy: pick!(queue_policy, defaults.queue_policy),
-            cache_capacity_bytes: pick!(cache_capacity_bytes, defaults.cache_capacity_bytes),
+            cache_capacity_bytes,
+            cache_tenant_capacity_bytes: pick!(
+                cache_tenant_capacity_bytes,
+                cache_capacity_bytes / 4
+            ),
             max_subscriptions_per_connection: pick!(
                 max_subscriptions_per_connection,
                 defaults.max_subscriptions_per_connection
@@ -494,6 +506,36 @@ mod tests {
         assert_eq!(c.limits.max_frame_bytes, 16 * 1024 * 1024);
         assert_eq!(c.limits.max_auth_frame_bytes, 64 * 1024);
         assert_eq!(c.limits.auth_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (
+                c.core.cache_capacity_bytes,
+                c.core.cache_tenant_capacity_bytes
+            ),
+            (64 << 20, 16 << 20)
+        );
+        assert_eq!(
+            c.core.cache_tenant_capacity_bytes,
+            CoreSettings::default().cache_tenant_capacity_bytes
+        );
+    }
+
+    #[test]
+    fn the_tenant_quota_follows_the_capacity_unless_set() {
+        let dir = std::env::temp_dir().join(format!("felix-quota-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("broker.yaml");
+        std::fs::write(&path, "cache_tenant_capacity_bytes: 300\n").expect("write");
+        let resolve = |args: &[&str]| {
+            let args = std::iter::once("felix-broker").chain(args.iter().copied());
+            Config::resolve(Cli::try_parse_from(args).expect("parses")).expect("valid")
+        };
+        let c = resolve(&["--cache-capacity-bytes", "1000"]);
+        assert_eq!(c.core.cache_tenant_capacity_bytes, 250);
+        let c = resolve(&["--cache-tenant-capacity-bytes", "10"]);
+        assert_eq!(c.core.cache_tenant_capacity_bytes, 10);
+        let c = resolve(&["--config", path.to_str().expect("utf8")]);
+        assert_eq!(c.core.cache_tenant_capacity_bytes, 300);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -560,4 +560,29 @@ async fn in_flight_and_cache_limits_are_answered_and_service_continues() {
             .load(Ordering::Relaxed)
             > 0
     );
+    // A value larger than the whole cache is refused, and the client is
+    // told why; the stream ends as for any refused cache request.
+    c.send(Message::from(felix_wire::CachePut {
+        tenant_id: "t1".into(),
+        namespace: "default".into(),
+        cache: "small".into(),
+        key: "huge".into(),
+        value: Bytes::from(vec![0u8; 5000]),
+        request_id: Some(1000),
+        ttl_ms: None,
+    }))
+    .await;
+    let text = error_text(&c.recv().await);
+    assert!(
+        text.starts_with("cache value too large:") && text.ends_with("capacity of 4096 bytes"),
+        "{text}"
+    );
+    assert_eq!(
+        b.broker
+            .core()
+            .metrics
+            .cache_rejected
+            .load(Ordering::Relaxed),
+        1
+    );
 }

@@ -87,10 +87,16 @@ counters! {
     cache_hits: "counter",
     /// Cache misses (absent or expired).
     cache_misses: "counter",
-    /// Cache entries evicted to stay within capacity.
+    /// Cache entries evicted to stay within the capacity or a tenant's quota.
     cache_evictions: "counter",
     /// Cache entries reclaimed after expiry.
     cache_expired: "counter",
+    /// Cache puts refused because the entry alone exceeds the tenant quota or the capacity.
+    cache_rejected: "counter",
+    /// Cache entries held now.
+    cache_entries: "gauge",
+    /// Bytes the cache is charged now: keys, values and per-entry and per-tenant overhead.
+    cache_bytes: "gauge",
     /// Failed authentications.
     auth_failures: "counter",
     /// Requests refused by permissions or tenant checks.

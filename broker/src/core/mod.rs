@@ -5,7 +5,7 @@
 //!   (replies, subscriptions to start, timers, waits) out.
 //! - [`pubsub`]: streams, offsets, the replay ring, coalescing and fanout.
 //! - [`queue`]: per-subscriber bounded queues with drop/block policies.
-//! - [`cache`]: the TTL cache with a memory bound.
+//! - [`cache`]: the TTL cache with a memory bound and per-tenant quotas.
 //! - [`auth`] and [`perms`]: dev, static-token and JWT authentication, and
 //!   Felix-style permission patterns.
 //! - [`metrics`]: counters shared with the shell.
@@ -49,7 +49,13 @@ impl Core {
         let metrics = Arc::new(metrics::Metrics::default());
         Core {
             pubsub: pubsub::PubSub::new(settings.clone(), metrics.clone()),
-            cache: cache::Cache::new(settings.cache_capacity_bytes, metrics.clone()),
+            cache: cache::Cache::new(
+                cache::CacheLimits {
+                    capacity_bytes: settings.cache_capacity_bytes,
+                    tenant_capacity_bytes: settings.cache_tenant_capacity_bytes,
+                },
+                metrics.clone(),
+            ),
             settings,
             metrics,
             auth,

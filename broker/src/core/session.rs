@@ -444,12 +444,14 @@ impl Session {
                     cache: c.cache,
                     key: c.key,
                 };
-                core.cache.put(
+                if let Err(refused) = core.cache.put(
                     key,
                     c.value,
                     c.ttl_ms.map(Duration::from_millis),
                     now.instant,
-                );
+                ) {
+                    return self.fail(out, refused.to_string());
+                }
                 match c.request_id {
                     Some(request_id) => out.push(Output::Send(message(CacheOk { request_id }))),
                     None => {

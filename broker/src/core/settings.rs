@@ -62,8 +62,13 @@ pub struct CoreSettings {
     pub queue_capacity: usize,
     /// What a full queue does.
     pub queue_policy: QueuePolicy,
-    /// Cache memory bound (keys + values, bytes).
+    /// Cache memory bound, bytes: keys, values and each entry's and
+    /// tenant's bookkeeping (see `cache::ENTRY_OVERHEAD_BYTES`).
     pub cache_capacity_bytes: usize,
+    /// Most cache bytes one tenant may hold, counted as for
+    /// `cache_capacity_bytes`; a tenant over it evicts its own oldest
+    /// entries. The configuration defaults it to a quarter of the capacity.
+    pub cache_tenant_capacity_bytes: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions_per_connection: usize,
     /// Publish payload bytes accepted but not yet fanned out, across the broker.
@@ -90,6 +95,7 @@ impl Default for CoreSettings {
             queue_capacity: 512,
             queue_policy: QueuePolicy::DropNew,
             cache_capacity_bytes: 64 * 1024 * 1024,
+            cache_tenant_capacity_bytes: 16 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
             max_inflight_publish_bytes: 64 * 1024 * 1024,
             auto_create: true,
