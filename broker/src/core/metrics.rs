@@ -99,6 +99,10 @@ counters! {
     cache_bytes: "gauge",
     /// Failed authentications.
     auth_failures: "counter",
+    /// Streams ended because their token expired after they authenticated.
+    auth_expired: "counter",
+    /// Requests refused for a name over max_name_bytes.
+    names_too_long: "counter",
     /// Requests refused by permissions or tenant checks.
     permission_denied: "counter",
     /// Metrics (HTTP) connections closed on accept because the most

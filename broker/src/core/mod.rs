@@ -4,6 +4,8 @@
 //! - [`session`]: one state machine per QUIC stream: frames in, outputs
 //!   (replies, subscriptions to start, timers, waits) out.
 //! - [`pubsub`]: streams, offsets, the replay ring, coalescing and fanout.
+//! - [`request`]: one handler per request of an authenticated stream,
+//!   with typed errors whose text is what the client is sent.
 //! - [`queue`]: per-subscriber bounded queues with drop/block policies.
 //! - [`cache`]: the TTL cache with a memory bound and per-tenant quotas.
 //! - [`auth`] and [`perms`]: dev, static-token and JWT authentication, and
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod perms;
 pub mod pubsub;
 pub mod queue;
+pub mod request;
 pub mod session;
 pub mod settings;
 

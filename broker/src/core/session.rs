@@ -4,7 +4,9 @@
 //! flags and payload not yet parsed) to [`Session::on_frame`] and carries
 //! out the [`Output`]s it returns, in order. Framing errors that break the
 //! stream go to [`Session::on_framing_error`]. Nothing here touches a
-//! socket or reads the clock, so tests drive sessions directly.
+//! socket or reads the clock, so tests drive sessions directly. What each
+//! request does is in [`super::request`], one handler per command; this
+//! file decides which handler runs and how its result is answered.
 //!
 //! Rules (see docs/implementers-guide.md):
 //! - every client-opened stream authenticates first; `auth_ok` answers an
@@ -16,24 +18,23 @@
 //!   written on a stream (a refused unacked publish is counted and logged);
 //! - a frame that cannot be parsed gets an `error` naming the problem and
 //!   the stream ends (unknown or invalid flag bits: `error "unsupported
-//!   frame flags"` and the stream goes on, since framing is intact).
+//!   frame flags"` and the stream goes on, since framing is intact);
+//! - a JWT that expires while the stream is open ends it at the next
+//!   request (`error "token expired"`).
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use felix_wire::{
-    AckMode, AckStatus, AuthOk, BinaryAckedPublishBatch, BinaryPublishAck, CacheOk, CacheValue,
-    CursorErrorReason, DecodeError, Direction, ErrorMessage, Frame, Message, OkMessage,
-    PublishError as PublishErrorMsg, PublishOk, SubscribeCursorError, BINARY_PUBLISH_ACKED,
+    AckStatus, AuthOk, BinaryPublishAck, CacheOk, CursorErrorReason, DecodeError, Direction,
+    ErrorMessage, Frame, Message, OkMessage, SubscribeCursorError, BINARY_PUBLISH_ACKED,
     BINARY_PUBLISH_BATCH, ERROR_TEXT_MAX_BYTES, ORIGINAL_V1_FLAGS,
 };
 
-use super::auth::AuthContext;
-use super::cache::CacheKey;
-use super::perms::Action;
-use super::pubsub::{PublishError, StreamKey, SubscribeError, Subscription};
+use super::pubsub::{StreamKey, SubscribeError, Subscription};
 use super::queue::SubscriberQueue;
+use super::request::{PublishRequest, Ready, RequestError, Sorted};
 use super::Core;
 
 /// What a stream is for, from who opened it and its direction.
@@ -74,7 +75,7 @@ pub struct Now {
 #[derive(Debug)]
 enum State {
     AwaitAuth,
-    Ready { ctx: AuthContext, flags: u16 },
+    Ready(Ready),
     Closed,
 }
 
@@ -124,7 +125,7 @@ impl Session {
     /// Flags negotiated at auth (the set the broker may use towards this client).
     pub fn negotiated_flags(&self) -> Option<u16> {
         match &self.state {
-            State::Ready { flags, .. } => Some(*flags),
+            State::Ready(ready) => Some(ready.flags),
             _ => None,
         }
     }
@@ -160,10 +161,11 @@ impl Session {
         if self.is_closed() {
             return out;
         }
+        let payload_len = payload.len();
         core.metrics.frames_received.fetch_add(1, Ordering::Relaxed);
         core.metrics
             .bytes_received
-            .fetch_add(12 + payload.len() as u64, Ordering::Relaxed);
+            .fetch_add(12 + payload_len as u64, Ordering::Relaxed);
         let frame = match Frame::decode_payload(flags, payload.clone()) {
             Ok(f) => f,
             Err(DecodeError::UnknownFlags { .. } | DecodeError::InvalidFlagCombination { .. }) => {
@@ -184,34 +186,24 @@ impl Session {
                 if flags == BINARY_PUBLISH_BATCH | BINARY_PUBLISH_ACKED
                     && payload.len() >= 9
                     && self.role == Role::Control
+                    && matches!(self.state, State::Ready(_))
                 {
-                    if let State::Ready { .. } = self.state {
-                        let request_id =
-                            u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
-                        out.push(Output::Send(frame_bytes(BinaryPublishAck {
-                            status: AckStatus::Error,
-                            request_id,
-                            message: truncate(&format!("invalid frame: {e}")),
-                        })));
-                        return out;
-                    }
+                    let request_id =
+                        u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
+                    out.push(Output::Send(frame_bytes(BinaryPublishAck {
+                        status: AckStatus::Error,
+                        request_id,
+                        message: truncate(&format!("invalid frame: {e}")),
+                    })));
+                    return out;
                 }
                 self.fail(&mut out, format!("invalid frame: {e}"));
                 return out;
             }
         };
-        match std::mem::replace(&mut self.state, State::Closed) {
-            State::AwaitAuth => {
-                self.state = State::AwaitAuth;
-                self.on_first_frame(core, frame, now, &mut out);
-            }
-            State::Ready { ctx, flags } => {
-                self.state = State::Ready {
-                    ctx: ctx.clone(),
-                    flags,
-                };
-                self.on_request(core, &ctx, flags, frame, now, &mut out);
-            }
+        match self.state {
+            State::AwaitAuth => self.on_first_frame(core, frame, now, &mut out),
+            State::Ready(_) => self.on_request(core, frame, payload_len, now, &mut out),
             State::Closed => {}
         }
         out
@@ -239,7 +231,7 @@ impl Session {
                 if self.role == Role::Control {
                     out.push(Output::Send(reply));
                 }
-                self.state = State::Ready { ctx, flags };
+                self.state = State::Ready(Ready { ctx, flags });
             }
             Err(e) => {
                 core.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -249,210 +241,58 @@ impl Session {
         }
     }
 
-    /// Checks tenant and permission for a request; `Err` holds the reason.
-    fn check(
-        core: &Core,
-        ctx: &AuthContext,
-        action: Action,
-        tenant: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(), String> {
-        if tenant != ctx.tenant {
-            core.metrics
-                .permission_denied
-                .fetch_add(1, Ordering::Relaxed);
-            return Err("tenant mismatch".into());
-        }
-        if !ctx.permissions.allows(action, tenant, namespace, name) {
-            core.metrics
-                .permission_denied
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(format!(
-                "permission denied: {action} on {tenant}/{namespace}/{name}"
-            ));
-        }
-        Ok(())
-    }
-
     fn on_request(
         &mut self,
         core: &Core,
-        ctx: &AuthContext,
-        flags: u16,
         frame: Frame,
+        payload_len: usize,
         now: Now,
         out: &mut Vec<Output>,
     ) {
+        let State::Ready(ready) = &self.state else {
+            return;
+        };
+        if ready.ctx.is_expired(now.unix) {
+            core.metrics.auth_expired.fetch_add(1, Ordering::Relaxed);
+            return self.fail(out, RequestError::TokenExpired.to_string());
+        }
+        let frame = match PublishRequest::sort(frame) {
+            Sorted::Publish(request) => return self.on_publish(core, request, now, out),
+            Sorted::Other(other) => other,
+        };
+        if self.role == Role::PublishOnly {
+            // Only publishes travel on a publish-only stream.
+            core.metrics
+                .frames_malformed
+                .fetch_add(1, Ordering::Relaxed);
+            return self.close(out);
+        }
         match frame {
             Frame::Json(Message::Auth(_)) => self.fail(out, "auth already established"),
-            Frame::Json(Message::Publish(p)) => {
-                let ack = p.ack.unwrap_or(AckMode::PerMessage);
-                self.publish(
-                    core,
-                    ctx,
-                    &p.tenant_id,
-                    &p.namespace,
-                    &p.stream,
-                    vec![p.payload],
-                    ack,
-                    p.request_id,
-                    false,
-                    now,
-                    out,
-                );
-            }
-            Frame::Json(Message::PublishBatch(p)) => {
-                let ack = p.ack.unwrap_or(AckMode::PerMessage);
-                self.publish(
-                    core,
-                    ctx,
-                    &p.tenant_id,
-                    &p.namespace,
-                    &p.stream,
-                    p.payloads,
-                    ack,
-                    p.request_id,
-                    false,
-                    now,
-                    out,
-                );
-            }
-            Frame::BinaryPublishBatch(p) => {
-                self.publish(
-                    core,
-                    ctx,
-                    &p.tenant_id,
-                    &p.namespace,
-                    &p.stream,
-                    p.payloads,
-                    AckMode::None,
-                    None,
-                    true,
-                    now,
-                    out,
-                );
-            }
-            Frame::BinaryAckedPublishBatch(BinaryAckedPublishBatch {
-                request_id,
-                ack_mode,
-                tenant_id,
-                namespace,
-                stream,
-                payloads,
-            }) => {
-                self.publish(
-                    core,
-                    ctx,
-                    &tenant_id,
-                    &namespace,
-                    &stream,
-                    payloads,
-                    ack_mode,
-                    Some(request_id),
-                    true,
-                    now,
-                    out,
-                );
-            }
-            _ if self.role == Role::PublishOnly => {
-                // Only publishes travel on a publish-only stream.
-                core.metrics
-                    .frames_malformed
-                    .fetch_add(1, Ordering::Relaxed);
-                self.close(out);
-            }
             Frame::Json(Message::Subscribe(s)) => {
                 if self.subscribed {
-                    return self.fail(out, "already subscribed on this stream");
+                    return self.fail(out, RequestError::AlreadySubscribed.to_string());
                 }
-                if let Err(why) = Self::check(
-                    core,
-                    ctx,
-                    Action::StreamSubscribe,
-                    &s.tenant_id,
-                    &s.namespace,
-                    &s.stream,
-                ) {
-                    return self.fail(out, why);
-                }
-                let key = StreamKey {
-                    tenant: s.tenant_id,
-                    namespace: s.namespace,
-                    stream: s.stream,
-                };
-                let id = s
-                    .subscription_id
-                    .unwrap_or_else(|| core.pubsub.next_subscription_id());
-                let offsets = flags & felix_wire::EVENT_BATCH_OFFSETS != 0;
-                let start = s.start.unwrap_or(felix_wire::StartPosition::Latest);
-                match core.pubsub.subscribe(&key, id, start, offsets) {
+                match ready.subscribe(core, s) {
                     Ok(sub) => {
                         self.subscribed = true;
                         out.push(Output::Subscribe(sub));
                     }
-                    Err(SubscribeError::TooOld {
-                        requested,
-                        available,
-                    }) => {
-                        out.push(Output::Send(message(SubscribeCursorError {
-                            reason: CursorErrorReason::TooOld,
-                            requested,
-                            available,
-                        })));
+                    Err(RequestError::Subscribe(
+                        cursor @ (SubscribeError::TooOld { .. } | SubscribeError::InFuture { .. }),
+                    )) => {
+                        out.push(Output::Send(cursor_error(&cursor)));
                         self.close(out);
                     }
-                    Err(SubscribeError::InFuture {
-                        requested,
-                        available,
-                    }) => {
-                        out.push(Output::Send(message(SubscribeCursorError {
-                            reason: CursorErrorReason::InFuture,
-                            requested,
-                            available,
-                        })));
-                        self.close(out);
-                    }
-                    Err(e @ (SubscribeError::NotFound(_) | SubscribeError::Limit(_))) => {
-                        self.fail(out, e.to_string())
-                    }
+                    Err(why) => self.fail(out, why.to_string()),
                 }
             }
             Frame::Json(Message::CachePut(c)) => {
-                if let Err(why) = Self::check(
-                    core,
-                    ctx,
-                    Action::CacheWrite,
-                    &c.tenant_id,
-                    &c.namespace,
-                    &c.cache,
-                ) {
-                    return self.fail(out, why);
+                let request_id = c.request_id;
+                if let Err(why) = ready.cache_put(core, c, payload_len, now.instant) {
+                    return self.fail(out, why.to_string());
                 }
-                if !core.cache_exists(&c.tenant_id, &c.namespace, &c.cache) {
-                    return self.fail(
-                        out,
-                        format!(
-                            "cache scope not found: {}/{}/{}",
-                            c.tenant_id, c.namespace, c.cache
-                        ),
-                    );
-                }
-                let key = CacheKey {
-                    tenant: c.tenant_id,
-                    namespace: c.namespace,
-                    cache: c.cache,
-                    key: c.key,
-                };
-                if let Err(refused) = core.cache.put(
-                    key,
-                    c.value,
-                    c.ttl_ms.map(Duration::from_millis),
-                    now.instant,
-                ) {
-                    return self.fail(out, refused.to_string());
-                }
-                match c.request_id {
+                match request_id {
                     Some(request_id) => out.push(Output::Send(message(CacheOk { request_id }))),
                     None => {
                         out.push(Output::Send(message(OkMessage {})));
@@ -460,45 +300,16 @@ impl Session {
                     }
                 }
             }
-            Frame::Json(Message::CacheGet(c)) => {
-                if let Err(why) = Self::check(
-                    core,
-                    ctx,
-                    Action::CacheRead,
-                    &c.tenant_id,
-                    &c.namespace,
-                    &c.cache,
-                ) {
-                    return self.fail(out, why);
+            Frame::Json(Message::CacheGet(c)) => match ready.cache_get(core, c, now.instant) {
+                Ok(value) => {
+                    let one_shot = value.request_id.is_none();
+                    out.push(Output::Send(message(value)));
+                    if one_shot {
+                        self.close(out);
+                    }
                 }
-                if !core.cache_exists(&c.tenant_id, &c.namespace, &c.cache) {
-                    return self.fail(
-                        out,
-                        format!(
-                            "cache scope not found: {}/{}/{}",
-                            c.tenant_id, c.namespace, c.cache
-                        ),
-                    );
-                }
-                let key = CacheKey {
-                    tenant: c.tenant_id,
-                    namespace: c.namespace,
-                    cache: c.cache,
-                    key: c.key,
-                };
-                let value = core.cache.get(&key, now.instant);
-                out.push(Output::Send(message(CacheValue {
-                    tenant_id: key.tenant,
-                    namespace: key.namespace,
-                    cache: key.cache,
-                    key: key.key,
-                    value,
-                    request_id: c.request_id,
-                })));
-                if c.request_id.is_none() {
-                    self.close(out);
-                }
-            }
+                Err(why) => self.fail(out, why.to_string()),
+            },
             Frame::Json(m) if m.direction() == Direction::BrokerToClient => {
                 core.metrics
                     .frames_malformed
@@ -515,44 +326,25 @@ impl Session {
         }
     }
 
-    /// Publishes and answers as the frame kind requires: binary acked
-    /// batches with one binary ack, acked JSON with `publish_ok` /
-    /// `publish_error`, unacked never.
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
+    /// Publishes and answers as the frame kind requires.
+    fn on_publish(
         &mut self,
         core: &Core,
-        ctx: &AuthContext,
-        tenant: &str,
-        namespace: &str,
-        stream: &str,
-        payloads: Vec<Bytes>,
-        ack: AckMode,
-        request_id: Option<u64>,
-        binary: bool,
+        request: PublishRequest,
         now: Now,
         out: &mut Vec<Output>,
     ) {
-        let acked = ack != AckMode::None && self.role == Role::Control;
-        if acked && request_id.is_none() {
-            return self.fail(out, "missing request_id for acked publish");
+        let State::Ready(ready) = &self.state else {
+            return;
+        };
+        let control = self.role == Role::Control;
+        if request.wants_ack(control) && request.request_id.is_none() {
+            return self.fail(out, RequestError::MissingRequestId.to_string());
         }
-        let result = Self::check(core, ctx, Action::StreamPublish, tenant, namespace, stream)
-            .and_then(|()| {
-                let key = StreamKey {
-                    tenant: tenant.into(),
-                    namespace: namespace.into(),
-                    stream: stream.into(),
-                };
-                core.pubsub
-                    .publish(&key, &payloads, now.instant)
-                    .map(|o| (key, o))
-                    .map_err(|e: PublishError| e.to_string())
-            });
-        let reply = match result {
-            Ok((key, outcome)) => {
+        let result = match ready.publish(core, &request, now.instant) {
+            Ok(outcome) => {
                 if let Some(at) = outcome.flush_at {
-                    out.push(Output::FlushAt(key, at));
+                    out.push(Output::FlushAt(request.key.clone(), at));
                 }
                 if !outcome.wait_for.is_empty() {
                     out.push(Output::Wait(outcome.wait_for));
@@ -560,43 +352,48 @@ impl Session {
                 Ok(())
             }
             Err(why) => {
-                tracing::debug!(%tenant, %namespace, %stream, %why, "publish refused");
+                tracing::debug!(stream = %request.key, %why, "publish refused");
                 Err(why)
             }
         };
-        let (true, Some(request_id)) = (acked, request_id) else {
-            return; // unacked: never answered, refusals are counted above
-        };
-        let frame = match (binary, reply) {
-            (true, Ok(())) => frame_bytes(BinaryPublishAck {
-                status: AckStatus::Ok,
-                request_id,
-                message: String::new(),
-            }),
-            (true, Err(why)) => frame_bytes(BinaryPublishAck {
-                status: AckStatus::Error,
-                request_id,
-                message: truncate(&why),
-            }),
-            (false, Ok(())) => message(PublishOk { request_id }),
-            (false, Err(why)) => message(PublishErrorMsg {
-                request_id,
-                message: why,
-            }),
-        };
-        out.push(Output::Send(frame));
+        // Unacked publishes are never answered; refusals are counted above.
+        if let Some(ack) = request.ack(control, &result) {
+            out.push(Output::Send(frame_bytes(ack)));
+        }
     }
+}
+
+fn cursor_error(e: &SubscribeError) -> Bytes {
+    let (reason, requested, available) = match *e {
+        SubscribeError::TooOld {
+            requested,
+            available,
+        } => (CursorErrorReason::TooOld, requested, available),
+        SubscribeError::InFuture {
+            requested,
+            available,
+        } => (CursorErrorReason::InFuture, requested, available),
+        _ => return error_frame(e.to_string()),
+    };
+    message(SubscribeCursorError {
+        reason,
+        requested,
+        available,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use felix_wire::{
-        Auth, BinaryPublishBatch, CacheGet, CachePut, Publish, StartPosition, Subscribe,
-        KNOWN_FLAGS,
+        AckMode, Auth, BinaryAckedPublishBatch, BinaryPublishBatch, CacheGet, CachePut, Publish,
+        PublishError as PublishErrorMsg, PublishOk, StartPosition, Subscribe, KNOWN_FLAGS,
     };
 
     use super::*;
     use crate::core::auth::Authenticator;
+    use crate::core::request;
     use crate::core::settings::CoreSettings;
 
     fn core() -> Core {
@@ -930,6 +727,127 @@ mod tests {
         assert_eq!(
             error_text(&replies(&out)[0]),
             "already subscribed on this stream"
+        );
+    }
+
+    #[test]
+    fn a_token_that_expires_while_the_stream_is_open_ends_it() {
+        let core = core();
+        let mut s = Session::new(Role::Control);
+        send(&mut s, &core, auth(None));
+        // A JWT valid until now() + 60 s.
+        s.state = State::Ready(Ready {
+            ctx: crate::core::auth::AuthContext {
+                tenant: "t1".into(),
+                permissions: crate::core::perms::Permissions::AllInTenant,
+                expires_at_unix: Some(now().unix + 60),
+            },
+            flags: ORIGINAL_V1_FLAGS,
+        });
+        assert_eq!(
+            replies(&send(&mut s, &core, publish(None, Some(1)))).len(),
+            1
+        );
+        let later = Now {
+            unix: now().unix + 60,
+            ..now()
+        };
+        let bytes = Frame::Json(publish(None, Some(2)))
+            .to_bytes()
+            .expect("encode");
+        let out = s.on_frame(&core, 0, bytes.slice(12..), later);
+        assert_eq!(error_text(&replies(&out)[0]), "token expired");
+        assert!(closes(&out));
+        assert_eq!(core.metrics.auth_expired.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn names_over_the_limit_are_refused_and_counted() {
+        let core = Core::new(
+            CoreSettings {
+                max_name_bytes: 8,
+                ..CoreSettings::default()
+            },
+            Authenticator::Dev,
+        );
+        let mut s = Session::new(Role::Control);
+        send(&mut s, &core, auth(None));
+        let long = Message::from(Publish {
+            tenant_id: "t1".into(),
+            namespace: "default".into(),
+            stream: "x".repeat(60_000),
+            payload: Bytes::new(),
+            request_id: Some(3),
+            ack: None,
+        });
+        let r = replies(&send(&mut s, &core, long));
+        assert_eq!(
+            r,
+            [Frame::Json(Message::PublishError(PublishErrorMsg {
+                request_id: 3,
+                message: "name too long: name is 60000 bytes; names are at most 8 bytes".into()
+            }))]
+        );
+        assert_eq!(core.pubsub.stream_count(), 0, "no stream was created");
+        assert_eq!(core.metrics.names_too_long.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_cache_put_whose_reply_could_pass_the_frame_cap_is_refused() {
+        // A value at the cap used to be stored, and read back as a
+        // cache_value of 16,777,218 bytes that no reader accepts.
+        let cap = 4096u32;
+        let core = Core::new(
+            CoreSettings {
+                max_frame_bytes: cap,
+                ..CoreSettings::default()
+            },
+            Authenticator::Dev,
+        );
+        let put = |len: usize| CachePut {
+            tenant_id: "t1".into(),
+            namespace: "n".into(),
+            cache: "c".into(),
+            key: "k".into(),
+            value: Bytes::from(vec![b'v'; len]),
+            request_id: None,
+            ttl_ms: None,
+        };
+        // The largest value whose put fits the cap with room for the reply.
+        let fits = (0..4096)
+            .rev()
+            .find(|&len| {
+                Frame::Json(Message::from(put(len))).payload_len() + request::CACHE_VALUE_GROWTH
+                    <= cap as usize
+            })
+            .expect("some value fits");
+        let mut s = Session::new(Role::Control);
+        send(&mut s, &core, auth(None));
+        assert_eq!(
+            replies(&send(&mut s, &core, Message::from(put(fits)))),
+            [Frame::Json(Message::Ok(OkMessage {}))]
+        );
+        // Its reply with the longest request id stays within the cap.
+        let reply = Frame::Json(Message::from(felix_wire::CacheValue {
+            tenant_id: "t1".into(),
+            namespace: "n".into(),
+            cache: "c".into(),
+            key: "k".into(),
+            value: Some(Bytes::from(vec![b'v'; fits])),
+            request_id: Some(u64::MAX),
+        }));
+        assert!(
+            reply.payload_len() <= cap as usize,
+            "{}",
+            reply.payload_len()
+        );
+        let mut s = Session::new(Role::Control);
+        send(&mut s, &core, auth(None));
+        let out = send(&mut s, &core, Message::from(put(fits + 3)));
+        let text = error_text(&replies(&out)[0]).to_string();
+        assert!(
+            text.starts_with("cache value too large: its cache_value reply could be"),
+            "{text}"
         );
     }
 }
