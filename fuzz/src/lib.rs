@@ -17,6 +17,7 @@
 //!   answers every acked publish exactly once, never writes on a
 //!   publish-only stream, only writes valid frames, and keeps queues bounded.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -270,13 +271,22 @@ pub fn broker_session(data: &[u8]) {
     else {
         return;
     };
+    // Small budgets, so that any input can reach every limit.
     let settings = CoreSettings {
+        max_frame_bytes: SESSION_FRAME_CAP,
         replay_capacity: 16,
+        replay_capacity_bytes: 2048,
+        replay_budget_bytes: 4096,
+        queue_budget_bytes: 4096,
         queue_capacity: 4,
         queue_policy: QueuePolicy::DropOld,
         batch_linger: Duration::from_micros(250),
         max_inflight_publish_bytes: 1 << 20,
-        cache_capacity_bytes: 1 << 16,
+        cache_capacity_bytes: 1 << 14,
+        cache_tenant_capacity_bytes: 1 << 13,
+        max_auto_streams_per_tenant: 3,
+        max_auto_streams: 4,
+        max_name_bytes: 64,
         ..CoreSettings::default()
     };
     let core = Arc::new(Core::new(settings, Authenticator::Dev));
@@ -288,7 +298,12 @@ pub fn broker_session(data: &[u8]) {
     ];
     let mut sessions: Vec<Session> = roles.iter().map(|r| Session::new(*r)).collect();
     let mut decoders: Vec<(FrameDecoder, BytesMut)> = (0..4)
-        .map(|_| (FrameDecoder::with_max_frame_bytes(4096), BytesMut::new()))
+        .map(|_| {
+            (
+                FrameDecoder::with_max_frame_bytes(SESSION_FRAME_CAP),
+                BytesMut::new(),
+            )
+        })
         .collect();
     let mut subscriptions: Vec<Subscription> = Vec::new();
     let start = Instant::now();
@@ -348,8 +363,8 @@ pub fn broker_session(data: &[u8]) {
             for o in outputs {
                 match o {
                     Output::Send(b) => sent.push(
-                        Frame::decode(b)
-                            .expect("the broker only writes valid frames")
+                        Frame::decode_with_max(b, SESSION_FRAME_CAP)
+                            .expect("the broker only writes valid frames within the cap")
                             .0,
                     ),
                     Output::Subscribe(s) => subscriptions.push(s),
@@ -380,13 +395,59 @@ pub fn broker_session(data: &[u8]) {
                 break;
             }
         }
-        for s in &subscriptions {
+        for s in &mut subscriptions {
             assert!(
                 s.queue.len() <= 4,
                 "a subscriber queue grew past its capacity"
             );
+            // Replay batches are built lazily: each must fit the cap too.
+            if let Some(batch) = s.replay.next_batch() {
+                if batch.events > 0 {
+                    Frame::decode_with_max(batch.frame, SESSION_FRAME_CAP)
+                        .expect("replay batches fit the cap");
+                }
+            }
         }
+        check_budgets(&core, subscriptions.len());
     }
+    // Once every subscriber is gone, nothing stays charged.
+    drop(subscriptions);
+    core.pubsub.unsubscribe_all_for_test();
+    core.pubsub.flush_all();
+    core.pubsub.unsubscribe_all_for_test();
+    assert_eq!(
+        core.metrics.queued_bytes.load(Ordering::Relaxed),
+        0,
+        "queue budget leaked"
+    );
+}
+
+/// The frame cap of the `broker_session` target's core and decoders.
+const SESSION_FRAME_CAP: u32 = 4096;
+
+/// No budget has gone negative (a wrapped gauge) or past its cap.
+fn check_budgets(core: &Core, subscriptions: usize) {
+    core.pubsub.check_invariants();
+    core.cache.check_invariants();
+    let settings = &core.settings;
+    let queued = core.metrics.queued_bytes.load(Ordering::Relaxed);
+    // Past the budget only empty queues take a batch: at most one batch
+    // (both encodings) per subscriber beyond it.
+    let batch = 2 * (SESSION_FRAME_CAP as u64 + 12);
+    assert!(
+        queued <= settings.queue_budget_bytes as u64 + batch * (subscriptions as u64 + 1),
+        "queued bytes {queued} past the budget"
+    );
+    let replay = core.metrics.replay_bytes.load(Ordering::Relaxed);
+    assert!(
+        replay <= settings.replay_budget_bytes as u64,
+        "replay bytes {replay}"
+    );
+    let cache = core.metrics.cache_bytes.load(Ordering::Relaxed);
+    assert!(
+        cache <= settings.cache_capacity_bytes as u64,
+        "cache bytes {cache}"
+    );
 }
 
 #[cfg(test)]

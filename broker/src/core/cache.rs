@@ -808,34 +808,11 @@ impl Cache {
     }
 }
 
-#[cfg(test)]
 impl Cache {
-    /// (entries threaded in the tenants' write orders, expiry heap items):
-    /// the bookkeeping records, which must match the live entries.
-    fn record_counts(&self) -> (usize, usize) {
-        let inner = self.lock();
-        let linked = inner
-            .tenants
-            .ids
-            .values()
-            .map(|&t| inner.order_of(t).len())
-            .sum();
-        (linked, inner.expiries.items.len())
-    }
-
-    /// Bytes the tenant is charged now, its record included.
-    fn tenant_usage(&self, tenant: &str) -> usize {
-        let inner = self.lock();
-        inner
-            .tenants
-            .ids
-            .get(tenant)
-            .map_or(0, |&t| inner.tenants.usage(t))
-    }
-
     /// Panics unless every structure agrees with every other and the
-    /// bounds hold.
-    fn check_invariants(&self) {
+    /// bounds hold: for tests and the `broker_session` fuzz target.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
         let inner = self.lock();
         let mut linked = 0;
         let mut total = 0;
@@ -880,6 +857,31 @@ impl Cache {
 }
 
 #[cfg(test)]
+impl Cache {
+    /// (entries threaded in the tenants' write orders, expiry heap items):
+    /// the bookkeeping records, which must match the live entries.
+    fn record_counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let linked = inner
+            .tenants
+            .ids
+            .values()
+            .map(|&t| inner.order_of(t).len())
+            .sum();
+        (linked, inner.expiries.items.len())
+    }
+
+    /// Bytes the tenant is charged now, its record included.
+    fn tenant_usage(&self, tenant: &str) -> usize {
+        let inner = self.lock();
+        inner
+            .tenants
+            .ids
+            .get(tenant)
+            .map_or(0, |&t| inner.tenants.usage(t))
+    }
+}
+
 impl Inner {
     /// The tenant's entries, oldest first, checking the back links.
     fn order_of(&self, tenant: u32) -> Vec<u32> {
@@ -899,7 +901,6 @@ impl Inner {
     }
 }
 
-#[cfg(test)]
 impl<P: Ord + Copy + std::fmt::Debug> IndexedHeap<P> {
     /// Panics unless the heap order and the positions hold.
     fn check(&self) {

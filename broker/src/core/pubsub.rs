@@ -765,13 +765,55 @@ impl PubSub {
         true
     }
 
-    /// Closes and forgets every subscriber (tests: queued batches are freed).
-    #[cfg(test)]
-    fn unsubscribe_all_for_test(&self) {
+    /// Panics unless the byte accounting agrees with the streams and every
+    /// bound holds: for tests and the `broker_session` fuzz target.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let registry = lock(&self.streams);
+        let mut ring_total = 0;
+        let mut pending_total = 0;
+        for (key, stream) in &registry.streams {
+            let s = lock(stream);
+            let bytes: usize = s.ring.iter().map(Bytes::len).sum();
+            assert_eq!(s.ring_bytes, bytes, "{key}: ring bytes");
+            assert!(
+                s.ring.len() <= self.settings.replay_capacity,
+                "{key}: ring events"
+            );
+            assert!(
+                s.ring_bytes <= self.settings.replay_capacity_bytes,
+                "{key}: ring over replay_capacity_bytes"
+            );
+            let pending: usize = s.pending.iter().map(Bytes::len).sum();
+            assert_eq!(s.pending_bytes, pending, "{key}: pending bytes");
+            assert!(s.oldest() <= s.next_offset, "{key}: offsets");
+            ring_total += bytes;
+            pending_total += pending;
+        }
+        assert_eq!(self.ring_bytes.load(Ordering::Acquire), ring_total);
+        assert!(
+            ring_total <= self.settings.replay_budget_bytes,
+            "rings over budget"
+        );
+        assert_eq!(self.inflight_bytes.load(Ordering::Acquire), pending_total);
+        let per_tenant: usize = registry.auto_per_tenant.values().sum();
+        assert_eq!(per_tenant, registry.auto_total);
+        assert!(registry.auto_total <= self.settings.max_auto_streams);
+        assert!(registry
+            .auto_per_tenant
+            .values()
+            .all(|&n| n <= self.settings.max_auto_streams_per_tenant));
+    }
+
+    /// Closes and forgets every subscriber and frees what their queues
+    /// held (tests and the fuzz target: the queue gauge must return to 0).
+    #[doc(hidden)]
+    pub fn unsubscribe_all_for_test(&self) {
         for stream in lock(&self.streams).streams.values() {
             for sub in lock(stream).subscribers.drain(..) {
                 sub.queue.close();
                 while sub.queue.try_pop().is_some() {}
+                self.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
