@@ -112,7 +112,8 @@ pub struct Cli {
     pub replay_budget_bytes: Option<usize>,
     /// Bytes of encoded event batches waiting in subscriber queues,
     /// broker-wide (a batch shared by many queues counts once); past it,
-    /// only subscribers that are keeping up get new batches [default: 67108864].
+    /// only subscribers that are keeping up (fewer than 4 batches queued)
+    /// get new batches [default: 67108864].
     #[arg(long, env = "FELIX_QUEUE_BUDGET_BYTES")]
     pub queue_budget_bytes: Option<usize>,
     /// Streams one tenant may create by using them (dev auth) [default: 256].

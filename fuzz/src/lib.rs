@@ -431,9 +431,10 @@ fn check_budgets(core: &Core, subscriptions: usize) {
     core.cache.check_invariants();
     let settings = &core.settings;
     let queued = core.metrics.queued_bytes.load(Ordering::Relaxed);
-    // Past the budget only empty queues take a batch: at most one batch
-    // (both encodings) per subscriber beyond it.
-    let batch = 2 * (SESSION_FRAME_CAP as u64 + 12);
+    // Past the budget only queues that are keeping up take a batch: at
+    // most KEEPING_UP_BATCHES batches (both encodings) per subscriber.
+    let batch =
+        2 * (SESSION_FRAME_CAP as u64 + 12) * felix_broker::core::pubsub::KEEPING_UP_BATCHES as u64;
     assert!(
         queued <= settings.queue_budget_bytes as u64 + batch * (subscriptions as u64 + 1),
         "queued bytes {queued} past the budget"

@@ -44,7 +44,8 @@ pub struct CoreSettings {
     pub replay_budget_bytes: usize,
     /// Bytes of encoded batches waiting in subscriber queues, broker-wide
     /// (a batch shared by many queues counts once). Past it, new batches
-    /// go only to subscribers whose queues are empty.
+    /// go only to subscribers that are keeping up (fewer than
+    /// [`super::pubsub::KEEPING_UP_BATCHES`] queued).
     pub queue_budget_bytes: usize,
     /// Streams one tenant may create by using them (when `auto_create`).
     pub max_auto_streams_per_tenant: usize,

@@ -140,8 +140,18 @@ impl Peer {
         addr: SocketAddr,
         config: quinn::ClientConfig,
     ) -> Result<Peer, String> {
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr"))
-            .map_err(|e| e.to_string())?;
+        Peer::connect_from("127.0.0.1", addr, config).await
+    }
+
+    /// Connects from local address `ip` (any of 127.0.0.0/8 on Linux):
+    /// several "sources" on one machine.
+    pub(crate) async fn connect_from(
+        ip: &str,
+        addr: SocketAddr,
+        config: quinn::ClientConfig,
+    ) -> Result<Peer, String> {
+        let local = SocketAddr::new(ip.parse().map_err(|_| format!("bad ip {ip}"))?, 0);
+        let mut endpoint = quinn::Endpoint::client(local).map_err(|e| e.to_string())?;
         endpoint.set_default_client_config(config);
         let connecting = endpoint
             .connect(addr, "localhost")
