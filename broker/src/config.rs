@@ -70,7 +70,7 @@ pub struct Cli {
     /// Open connections [default: 10000].
     #[arg(long, env = "FELIX_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Open connections from one source IP address [default: 256].
+    /// Open connections from one source IP address [default: 64].
     #[arg(long, env = "FELIX_MAX_CONNECTIONS_PER_SOURCE")]
     pub max_connections_per_source: Option<usize>,
     /// Largest first frame of a stream (before it authenticated), bytes [default: 65536].
@@ -112,14 +112,14 @@ pub struct Cli {
     pub replay_budget_bytes: Option<usize>,
     /// Bytes of encoded event batches waiting in subscriber queues,
     /// broker-wide (a batch shared by many queues counts once); past it,
-    /// only subscribers that are keeping up (fewer than 4 batches queued)
+    /// only subscribers that are keeping up (fewer than 2 batches queued)
     /// get new batches [default: 67108864].
     #[arg(long, env = "FELIX_QUEUE_BUDGET_BYTES")]
     pub queue_budget_bytes: Option<usize>,
     /// Streams one tenant may create by using them (dev auth) [default: 256].
     #[arg(long, env = "FELIX_MAX_AUTO_STREAMS_PER_TENANT")]
     pub max_auto_streams_per_tenant: Option<usize>,
-    /// Streams all tenants together may create by using them (dev auth) [default: 4096].
+    /// Streams all tenants together may create by using them (dev auth) [default: 1024].
     #[arg(long, env = "FELIX_MAX_AUTO_STREAMS")]
     pub max_auto_streams: Option<usize>,
     /// Longest tenant, namespace, stream, cache or key name in a request, bytes [default: 1024].
@@ -150,7 +150,7 @@ pub struct Cli {
     #[arg(long, env = "FELIX_CACHE_TENANT_CAPACITY_BYTES")]
     pub cache_tenant_capacity_bytes: Option<usize>,
     /// QUIC connection receive window: bytes a peer may send ahead of what
-    /// the broker has read, per connection [default: 8388608].
+    /// the broker has read, per connection [default: 2097152].
     #[arg(long, env = "FELIX_QUIC_RECEIVE_WINDOW_BYTES")]
     pub quic_receive_window_bytes: Option<u32>,
     /// QUIC keep-alive interval, milliseconds [default: 5000].

@@ -168,7 +168,7 @@ impl Default for TransportSettings {
             max_streams_per_connection: 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-            receive_window: 8 * 1024 * 1024,
+            receive_window: 2 * 1024 * 1024,
         }
     }
 }

@@ -828,8 +828,8 @@ impl PubSub {
 
 /// A subscriber with fewer batches than this queued is keeping up: it
 /// still gets new batches while the broker-wide queue budget is spent.
-/// A reader that is merely a scheduling beat behind holds one or two.
-pub const KEEPING_UP_BATCHES: usize = 4;
+/// A reader that is merely a scheduling beat behind holds one.
+pub const KEEPING_UP_BATCHES: usize = 2;
 
 /// The ring's copy of a flushed chunk: slices of an encoded batch when one
 /// was made (no copy, and each slice pins one batch of at most

@@ -88,7 +88,7 @@ impl Default for CoreSettings {
             replay_budget_bytes: 64 * 1024 * 1024,
             queue_budget_bytes: 64 * 1024 * 1024,
             max_auto_streams_per_tenant: 256,
-            max_auto_streams: 4096,
+            max_auto_streams: 1024,
             max_name_bytes: 1024,
             batch_max_events: 64,
             batch_max_bytes: 64 * 1024,

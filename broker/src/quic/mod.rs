@@ -68,7 +68,7 @@ impl Default for ShellLimits {
     fn default() -> Self {
         ShellLimits {
             max_connections: 10_000,
-            max_connections_per_source: 256,
+            max_connections_per_source: 64,
             max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
             max_auth_frame_bytes: 64 * 1024,
             auth_timeout: Duration::from_secs(10),
