@@ -63,7 +63,7 @@ async fn a_large_first_frame_is_refused_before_it_is_buffered() {
 }
 
 #[tokio::test]
-async fn partial_frames_stay_within_the_connection_budget_and_all_complete() {
+async fn frames_past_the_connection_budget_are_refused_and_the_connection_goes_on() {
     let mut s = settings();
     s.max_inflight_publish_bytes = 64 * 1024 * 1024;
     let b = start_with(s, Authenticator::Dev, |l| {
@@ -75,36 +75,78 @@ async fn partial_frames_stay_within_the_connection_budget_and_all_complete() {
     let peer = Peer::connect(b.broker.local_addr(), &b.certs)
         .await
         .expect("connect");
+    // ~930 KiB frames (700 KiB of payload in base64): one fits the budget.
     let frame = publish_frame(700 * 1024, 9).to_bytes().expect("encode");
     let mut streams = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..4 {
         let mut c = peer.control("t1").await;
-        // Most of a frame (~930 KiB base64), then a pause: six such frames
-        // would need ~5.6 MiB; the budget is one frame plus 1 MiB read-ahead.
-        c.send_raw(&frame[..frame.len() - 10]).await;
+        // A refused stream is stopped by the broker: the write may fail.
+        let _ = c.send.write_all(&frame[..frame.len() - 10]).await;
         streams.push(c);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics = &b.broker.core().metrics;
     let held = metrics.receive_buffered_bytes.load(Ordering::Relaxed);
     assert!(
-        held <= 2 * 1024 * 1024 + 12 + 6 * 12,
+        held <= 2 * 1024 * 1024 + 12 + 4 * 12,
         "one connection holds {held} bytes of partial frames"
     );
-    assert!(metrics.receive_budget_waits.load(Ordering::Relaxed) >= 1);
-    // Every frame completes in turn: budget waits never deadlock.
     for c in &mut streams {
-        c.send_raw(&frame[frame.len() - 10..]).await;
+        let _ = c.send.write_all(&frame[frame.len() - 10..]).await;
     }
+    let (mut acked, mut refused) = (0, 0);
     for c in &mut streams {
-        assert_eq!(
-            c.recv().await,
-            Frame::Json(Message::PublishOk(PublishOk { request_id: 9 }))
-        );
+        match c.recv().await {
+            Frame::Json(Message::PublishOk(PublishOk { request_id: 9 })) => acked += 1,
+            other => {
+                let text = error_text(&other);
+                assert!(text.starts_with("receive budget exhausted"), "{text}");
+                refused += 1;
+            }
+        }
     }
-    // Nothing is held once the frames are consumed.
+    assert_eq!((acked, refused), (1, 3), "one frame at a time fits");
+    assert_eq!(metrics.receive_budget_refusals.load(Ordering::Relaxed), 3);
+    // The connection goes on, and nothing is held once frames are consumed.
+    let mut c = peer.control("t1").await;
+    c.send(publish_frame(700 * 1024, 10)).await;
+    assert_eq!(
+        c.recv().await,
+        Frame::Json(Message::PublishOk(PublishOk { request_id: 10 }))
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(metrics.receive_buffered_bytes.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_frame_waits_for_the_broker_wide_budget_then_completes() {
+    let b = start_with(settings(), Authenticator::Dev, |l| {
+        l.max_frame_bytes = 1024 * 1024;
+        l.receive_budget = 1024 * 1024 + 12;
+    })
+    .await;
+    let first = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let second = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let frame = publish_frame(700 * 1024, 5).to_bytes().expect("encode");
+    let mut a = first.control("t1").await;
+    a.send_raw(&frame[..frame.len() - 10]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = second.control("t1").await;
+    c.send_raw(&frame).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = &b.broker.core().metrics;
+    assert_eq!(metrics.receive_budget_waits.load(Ordering::Relaxed), 1);
+    a.send_raw(&frame[frame.len() - 10..]).await;
+    for s in [&mut a, &mut c] {
+        assert_eq!(
+            s.recv().await,
+            Frame::Json(Message::PublishOk(PublishOk { request_id: 5 }))
+        );
+    }
 }
 
 #[tokio::test]

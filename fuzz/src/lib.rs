@@ -368,8 +368,10 @@ pub fn broker_session(data: &[u8]) {
                             .0,
                     ),
                     Output::Subscribe(s) => subscriptions.push(s),
-                    Output::FlushAt(key, at) => {
-                        let _ = core.pubsub.flush_due(&key, at, false);
+                    Output::Timeout(_) => {
+                        if let Some(at) = core.pubsub.poll_timeout() {
+                            core.pubsub.handle_timeout(at);
+                        }
                     }
                     Output::Close | Output::Wait(_) => {}
                 }

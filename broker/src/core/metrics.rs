@@ -45,8 +45,10 @@ counters! {
     frames_timed_out: "counter",
     /// Bytes of partly received frames held now (receive budget in use).
     receive_buffered_bytes: "gauge",
-    /// Reads that waited for receive budget (a frame larger than what was free).
+    /// Frames that waited for the broker-wide receive budget.
     receive_budget_waits: "counter",
+    /// Streams ended because a frame did not fit their connection's receive budget.
+    receive_budget_refusals: "counter",
     /// Streams accepted from clients.
     streams_accepted: "counter",
     /// Client streams being served now.

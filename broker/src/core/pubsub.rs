@@ -3,13 +3,16 @@
 //! A publish appends its payloads to the stream's replay ring (offsets are
 //! assigned there, contiguous from 0) and to the stream's pending batch.
 //! The pending batch is flushed when it reaches the event or byte limit, or
-//! when the linger time since its first event has passed (the shell calls
-//! [`PubSub::flush_due`] at the deadline [`PublishOutcome::flush_at`]
-//! names). A flush encodes each batch once per layout in use (shared
+//! when the linger time since its first event has passed. Like
+//! quinn-proto, the core keeps its own timers and knows no clock: the
+//! shell asks [`PubSub::poll_timeout`] when to call
+//! [`PubSub::handle_timeout`], with one timer for the whole broker, and
+//! re-asks when a publish reports a new deadline
+//! ([`PublishOutcome::flush_at`]). A flush encodes each batch once per layout in use (shared
 //! `0x0004`, and `0x0024` for subscribers that negotiated offsets) and
 //! pushes the same `Bytes` to every subscriber queue.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -120,7 +123,8 @@ pub enum SubscribeError {
 pub struct PublishOutcome {
     /// Offset of the first payload published.
     pub first_offset: u64,
-    /// When set, call [`PubSub::flush_due`] for this stream at this time.
+    /// When set, a linger timer was armed for this time: the caller's
+    /// next [`PubSub::poll_timeout`] may be earlier than it was.
     pub flush_at: Option<Instant>,
     /// `block` queues that are over capacity: the publisher waits for them.
     pub wait_for: Vec<Arc<SubscriberQueue>>,
@@ -278,6 +282,9 @@ struct Registry {
     auto_total: usize,
 }
 
+/// Linger deadlines: (deadline, arming order) to the stream to flush.
+type Timers = BTreeMap<(Instant, u64), Arc<Mutex<StreamState>>>;
+
 /// All streams.
 #[derive(Debug)]
 pub struct PubSub {
@@ -287,6 +294,9 @@ pub struct PubSub {
     inflight_bytes: AtomicUsize,
     /// Payload bytes in every stream's ring (`replay_budget_bytes`).
     ring_bytes: AtomicUsize,
+    /// Linger deadlines of pending batches, by (deadline, sequence number).
+    timers: Mutex<Timers>,
+    timer_seq: AtomicU64,
     next_subscription_id: AtomicU64,
     draining: std::sync::atomic::AtomicBool,
 }
@@ -306,6 +316,8 @@ impl PubSub {
             metrics,
             inflight_bytes: AtomicUsize::new(0),
             ring_bytes: AtomicUsize::new(0),
+            timers: Mutex::new(BTreeMap::new()),
+            timer_seq: AtomicU64::new(0),
             next_subscription_id: AtomicU64::new(1),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
@@ -487,33 +499,51 @@ impl PubSub {
             out.wait_for = self.flush_locked(&mut s);
         } else if starts_batch {
             // One timer per pending batch: only the publish that starts it
-            // asks for one.
-            out.flush_at = s
-                .pending_since
-                .map(|since| since + self.settings.batch_linger);
+            // arms one.
+            let at = now + self.settings.batch_linger;
+            drop(s);
+            self.arm(at, stream);
+            out.flush_at = Some(at);
         }
         Ok(out)
     }
 
-    /// Flushes the stream's pending events if their linger time is up (or
-    /// always, with `force`). Returns queues a `block` publisher should wait
-    /// for, and the next deadline if events are still pending.
-    pub fn flush_due(
-        &self,
-        key: &StreamKey,
-        now: Instant,
-        force: bool,
-    ) -> (Vec<Arc<SubscriberQueue>>, Option<Instant>) {
-        let Some(stream) = self.existing(key) else {
-            return (Vec::new(), None);
-        };
-        let mut s = lock(&stream);
-        match s.pending_since {
-            None => (Vec::new(), None),
-            Some(since) if !force && now < since + self.settings.batch_linger => {
-                (Vec::new(), Some(since + self.settings.batch_linger))
+    fn arm(&self, at: Instant, stream: Arc<Mutex<StreamState>>) {
+        let seq = self.timer_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.timers).insert((at, seq), stream);
+    }
+
+    /// When [`PubSub::handle_timeout`] should next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        lock(&self.timers).first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Flushes every pending batch whose linger time is up at `now`.
+    /// Timers never make anyone wait: a `block` publisher waits on its own
+    /// publish.
+    pub fn handle_timeout(&self, now: Instant) {
+        loop {
+            let due = {
+                let mut timers = lock(&self.timers);
+                match timers.first_key_value() {
+                    Some(((at, _), _)) if *at <= now => timers.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some(((_, _), stream)) = due else {
+                return;
+            };
+            let mut s = lock(&stream);
+            match s.pending_since {
+                // Flushed meanwhile (full, or by a subscribe): a stale timer.
+                None => {}
+                Some(since) if now < since + self.settings.batch_linger => {
+                    let at = since + self.settings.batch_linger;
+                    drop(s);
+                    self.arm(at, stream);
+                }
+                Some(_) => drop(self.flush_locked(&mut s)),
             }
-            Some(_) => (self.flush_locked(&mut s), None),
         }
     }
 
@@ -1010,9 +1040,12 @@ mod tests {
         let out = ps.publish(&key(), &payloads(1), t0).expect("publish");
         assert_eq!(out.flush_at, None, "the batch already has a timer");
         assert_eq!(sub.queue.len(), 1, "still lingering");
-        let (_, next) = ps.flush_due(&key(), t0 + Duration::from_micros(100), false);
-        assert_eq!(next, Some(t0 + Duration::from_micros(250)));
-        ps.flush_due(&key(), t0 + Duration::from_micros(250), false);
+        assert_eq!(ps.poll_timeout(), Some(t0 + Duration::from_micros(250)));
+        ps.handle_timeout(t0 + Duration::from_micros(100));
+        assert_eq!(sub.queue.len(), 1, "not due yet");
+        assert_eq!(ps.poll_timeout(), Some(t0 + Duration::from_micros(250)));
+        ps.handle_timeout(t0 + Duration::from_micros(250));
+        assert_eq!(ps.poll_timeout(), None, "no timer left");
         assert_eq!(sub.queue.try_pop().map(|b| b.events), Some(1));
         assert_eq!(sub.queue.try_pop().map(|b| b.events), Some(2));
         // Reaching the event limit flushes at once.
@@ -1081,7 +1114,7 @@ mod tests {
             .expect("sub");
         assert_eq!(sub.replay.remaining(), 2);
         ps.publish(&key(), &payloads(1), t0).expect("publish");
-        ps.flush_due(&key(), t0, true);
+        ps.handle_timeout(t0 + Duration::from_secs(1));
         let live = sub.queue.try_pop().expect("live");
         assert_eq!(
             live.events, 1,

@@ -8,18 +8,20 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use super::metrics::Metrics;
 use super::settings::QueuePolicy;
 
-/// Told when a queue becomes readable: a batch arrived or it closed.
-/// Called with no lock held, from whichever task pushed or closed.
+/// Told when a queue changes in a way its waiter cares about: a batch
+/// arrived or it closed (the reader's waker), or room freed up or it
+/// closed (a blocked publisher's). Called with no lock held, from
+/// whichever task pushed, popped or closed. This trait is the only way
+/// the core wakes anyone: it knows no runtime.
 pub trait QueueWaker: Send + Sync + std::fmt::Debug {
-    /// The queue has something for its reader.
+    /// The queue has what the waiter was waiting for.
     fn wake(&self);
 }
 
@@ -83,21 +85,25 @@ pub struct SubscriberStats {
     pub dropped_events: AtomicU64,
 }
 
+/// The batches, and the publishers waiting for room (one lock for both,
+/// so a publisher never misses the pop that made room).
+#[derive(Debug)]
+struct Inner {
+    batches: VecDeque<QueuedBatch>,
+    writable: Vec<Arc<dyn QueueWaker>>,
+}
+
 /// A subscriber's queue.
 #[derive(Debug)]
 pub struct SubscriberQueue {
-    inner: Mutex<VecDeque<QueuedBatch>>,
+    inner: Mutex<Inner>,
     capacity: usize,
     policy: QueuePolicy,
     closed: AtomicBool,
-    /// Wakes the writer when a batch arrives or the queue closes.
-    readable: Notify,
-    /// Wakes blocked publishers when space frees up.
-    writable: Notify,
-    /// Also told with `readable`: the connection's event writer, which
-    /// serves every subscription of one connection (see
-    /// [`SubscriberQueue::also_wake`]).
-    also: OnceLock<Arc<dyn QueueWaker>>,
+    /// Told when a batch arrives or the queue closes: the connection's
+    /// event writer, which serves every subscription of one connection
+    /// (see [`SubscriberQueue::wake_when_readable`]).
+    reader: OnceLock<Arc<dyn QueueWaker>>,
     /// Per-subscriber counters.
     pub stats: SubscriberStats,
 }
@@ -109,18 +115,19 @@ impl SubscriberQueue {
             // Start small and grow on demand: most writers keep up and hold
             // a batch or two, and a broadcast stream can have tens of
             // thousands of subscribers (64 slots each cost ~60 MiB at 25k).
-            inner: Mutex::new(VecDeque::with_capacity(capacity.min(4))),
+            inner: Mutex::new(Inner {
+                batches: VecDeque::with_capacity(capacity.min(4)),
+                writable: Vec::new(),
+            }),
             capacity: capacity.max(1),
             policy,
             closed: AtomicBool::new(false),
-            readable: Notify::new(),
-            also: OnceLock::new(),
-            writable: Notify::new(),
+            reader: OnceLock::new(),
             stats: SubscriberStats::default(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<QueuedBatch>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the deque invalid.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -131,7 +138,8 @@ impl SubscriberQueue {
             return PushOutcome::Dropped;
         }
         let outcome = {
-            let mut q = self.lock();
+            let mut inner = self.lock();
+            let q = &mut inner.batches;
             if q.len() < self.capacity {
                 q.push_back(batch);
                 PushOutcome::Queued
@@ -165,17 +173,25 @@ impl SubscriberQueue {
         outcome
     }
 
-    /// Also tells `waker` whenever a batch arrives or the queue closes
-    /// (set once; later calls are ignored). One writer serving many
-    /// queues learns which of them to serve instead of scanning them all.
-    pub fn also_wake(&self, waker: Arc<dyn QueueWaker>) {
-        let _ = self.also.set(waker);
+    /// Tells `waker` whenever a batch arrives or the queue closes (set
+    /// once; later calls are ignored). One writer serving many queues
+    /// learns which of them to serve instead of scanning them all.
+    pub fn wake_when_readable(&self, waker: Arc<dyn QueueWaker>) {
+        let _ = self.reader.set(waker);
     }
 
     fn wake_readers(&self) {
-        self.readable.notify_one();
-        if let Some(also) = self.also.get() {
-            also.wake();
+        if let Some(reader) = self.reader.get() {
+            reader.wake();
+        }
+    }
+
+    /// Wakes (once) every publisher waiting for room.
+    fn wake_writers(&self, mut inner: MutexGuard<'_, Inner>) {
+        let writers = std::mem::take(&mut inner.writable);
+        drop(inner);
+        for w in writers {
+            w.wake();
         }
     }
 
@@ -194,70 +210,45 @@ impl SubscriberQueue {
 
     /// True while a `block` publisher must wait for this queue.
     pub fn is_over_capacity(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.lock().len() >= self.capacity
+        !self.closed.load(Ordering::Acquire) && self.lock().batches.len() >= self.capacity
     }
 
-    /// Waits until the queue has room (or closes).
-    pub async fn wait_writable(&self) {
-        loop {
-            let notified = self.writable.notified();
-            if !self.is_over_capacity() {
-                return;
-            }
-            notified.await;
+    /// For a `block` publisher: `false` if the queue has room (or is
+    /// closed) now; otherwise `waker` is told once when it has, and `true`.
+    /// Checked and registered under one lock, so no wake-up is lost.
+    pub fn wake_when_writable(&self, waker: Arc<dyn QueueWaker>) -> bool {
+        let mut inner = self.lock();
+        if self.closed.load(Ordering::Acquire) || inner.batches.len() < self.capacity {
+            return false;
         }
+        inner.writable.push(waker);
+        true
     }
 
     /// Takes the next batch without waiting.
     pub fn try_pop(&self) -> Option<QueuedBatch> {
-        let batch = self.lock().pop_front();
+        let mut inner = self.lock();
+        let batch = inner.batches.pop_front();
         if let Some(b) = &batch {
             self.stats
                 .delivered_events
                 .fetch_add(b.events, Ordering::Relaxed);
-            self.writable.notify_waiters();
+            self.wake_writers(inner);
         }
         batch
     }
 
     /// Takes up to `max` batches without waiting (one lock for all).
     pub fn drain_into(&self, out: &mut Vec<QueuedBatch>, max: usize) {
-        {
-            let mut q = self.lock();
-            let n = q.len().min(max);
-            out.extend(q.drain(..n));
-        }
-        if !out.is_empty() {
+        let mut inner = self.lock();
+        let n = inner.batches.len().min(max);
+        out.extend(inner.batches.drain(..n));
+        if n > 0 {
             let events: u64 = out.iter().map(|b| b.events).sum();
             self.stats
                 .delivered_events
                 .fetch_add(events, Ordering::Relaxed);
-            self.writable.notify_waiters();
-        }
-    }
-
-    /// Waits for the next batch; `None` once closed and empty.
-    pub async fn pop(&self) -> Option<QueuedBatch> {
-        loop {
-            let notified = self.readable.notified();
-            if let Some(b) = self.try_pop() {
-                return Some(b);
-            }
-            if self.closed.load(Ordering::Acquire) {
-                return None;
-            }
-            notified.await;
-        }
-    }
-
-    /// Waits until a batch is queued or the queue closes.
-    pub async fn readable(&self) {
-        loop {
-            let notified = self.readable.notified();
-            if !self.lock().is_empty() || self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
+            self.wake_writers(inner);
         }
     }
 
@@ -265,7 +256,7 @@ impl SubscriberQueue {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake_readers();
-        self.writable.notify_waiters();
+        self.wake_writers(self.lock());
     }
 
     /// Whether the queue was closed.
@@ -275,12 +266,12 @@ impl SubscriberQueue {
 
     /// Events in the batches queued now.
     pub fn queued_events(&self) -> u64 {
-        self.lock().iter().map(|b| b.events).sum()
+        self.lock().batches.iter().map(|b| b.events).sum()
     }
 
     /// Batches queued now.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().batches.len()
     }
 
     /// Whether nothing is queued.

@@ -32,7 +32,7 @@ use felix_wire::{
     BINARY_PUBLISH_BATCH, ERROR_TEXT_MAX_BYTES, ORIGINAL_V1_FLAGS,
 };
 
-use super::pubsub::{StreamKey, SubscribeError, Subscription};
+use super::pubsub::{SubscribeError, Subscription};
 use super::queue::SubscriberQueue;
 use super::request::{PublishRequest, Ready, RequestError, Sorted};
 use super::Core;
@@ -57,8 +57,9 @@ pub enum Output {
     /// `event_stream_hello`, the replay frames, then live batches; then
     /// reply `subscribed` on this stream and end it.
     Subscribe(Subscription),
-    /// Flush this stream's pending events at this time.
-    FlushAt(StreamKey, Instant),
+    /// The core armed a timer for this time: the shell's one timer should
+    /// ask [`super::pubsub::PubSub::poll_timeout`] again.
+    Timeout(Instant),
     /// Wait until these `block` queues have room before reading on.
     Wait(Vec<std::sync::Arc<SubscriberQueue>>),
 }
@@ -344,7 +345,7 @@ impl Session {
         let result = match ready.publish(core, &request, now.instant) {
             Ok(outcome) => {
                 if let Some(at) = outcome.flush_at {
-                    out.push(Output::FlushAt(request.key.clone(), at));
+                    out.push(Output::Timeout(at));
                 }
                 if !outcome.wait_for.is_empty() {
                     out.push(Output::Wait(outcome.wait_for));

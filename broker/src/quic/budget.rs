@@ -11,10 +11,15 @@
 //! Two ways to take budget:
 //! - [`Budgets::try_take_up_to`] never waits: read-ahead at a frame boundary
 //!   takes what is free (possibly nothing; the header is then read alone);
-//! - [`Budgets::take`] waits for the whole amount: once a header announces a
-//!   frame, the stream reserves the rest of it in one piece. Reserving whole
-//!   frames means a holder only ever needs bytes from the network to finish,
-//!   so streams waiting for budget cannot deadlock each other.
+//! - [`Budgets::take`] takes a whole frame once its header has arrived. A
+//!   frame the *connection's* budget cannot hold is refused at once (the
+//!   peer has more frames in flight on this connection than it may): a
+//!   stream waiting on its own connection's budget would leave its unread
+//!   bytes in quinn, where they count against the connection's flow-control
+//!   window, and could starve the very frames it waits for. A frame the
+//!   *broker-wide* budget cannot hold waits for other connections to
+//!   finish theirs (bounded by the frame timeout). Reserving whole frames
+//!   means a holder only needs bytes from the network to finish.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -94,6 +99,18 @@ impl ByteBudget {
     }
 }
 
+/// A frame larger than what is free of its connection's budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "receive budget exhausted: a {needed}-byte frame with {used} bytes of frames in flight on \
+     this connection exceeds its budget of {limit}"
+)]
+pub(crate) struct ConnectionFull {
+    needed: usize,
+    used: usize,
+    limit: usize,
+}
+
 /// A connection's budget and the broker-wide one, taken together.
 #[derive(Debug, Clone)]
 pub(crate) struct Budgets {
@@ -115,42 +132,37 @@ impl Budgets {
         both
     }
 
-    fn try_take(&self, n: usize) -> bool {
-        if !self.connection.try_take(n) {
-            return false;
-        }
-        if !self.broker.try_take(n) {
-            self.connection.release(n);
-            return false;
-        }
-        self.metrics
-            .receive_buffered_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        true
-    }
-
-    /// Waits until `n` bytes are free in both pools and takes them.
-    pub(crate) async fn take(&self, n: usize) {
-        if n == 0 || self.try_take(n) {
-            return;
-        }
-        self.metrics
-            .receive_budget_waits
-            .fetch_add(1, Ordering::Relaxed);
+    /// Takes `n` bytes from both pools: refused at once if the
+    /// connection's pool cannot hold them, waiting for the broker's pool.
+    pub(crate) async fn take(&self, n: usize) -> Result<(), ConnectionFull> {
+        let mut waited = false;
         loop {
-            let conn = self.connection.released.notified();
-            let broker = self.broker.released.notified();
-            tokio::pin!(conn, broker);
+            if !self.connection.try_take(n) {
+                return Err(ConnectionFull {
+                    needed: n,
+                    used: self.connection.used.load(Ordering::Acquire),
+                    limit: self.connection.limit,
+                });
+            }
+            let released = self.broker.released.notified();
+            tokio::pin!(released);
             // Registered before the check, so a release in between is seen.
-            conn.as_mut().enable();
-            broker.as_mut().enable();
-            if self.try_take(n) {
-                return;
+            released.as_mut().enable();
+            if self.broker.try_take(n) {
+                self.metrics
+                    .receive_buffered_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                return Ok(());
             }
-            tokio::select! {
-                _ = conn => {}
-                _ = broker => {}
+            // Hold none of the connection's budget while waiting.
+            self.connection.release(n);
+            if !waited {
+                waited = true;
+                self.metrics
+                    .receive_budget_waits
+                    .fetch_add(1, Ordering::Relaxed);
             }
+            released.await;
         }
     }
 
@@ -207,20 +219,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn take_waits_for_a_release() {
-        let b = budgets(100, 100);
-        b.take(90).await;
+    async fn a_frame_over_the_connection_budget_is_refused_at_once() {
+        let b = budgets(100, 1000);
+        b.take(90).await.expect("fits");
+        let err = b.take(50).await.expect_err("connection full");
+        assert_eq!(
+            err.to_string(),
+            "receive budget exhausted: a 50-byte frame with 90 bytes of frames in flight on \
+             this connection exceeds its budget of 100"
+        );
+        assert_eq!((b.connection.used(), b.broker.used()), (90, 90));
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_the_broker_budget() {
+        let broker = ByteBudget::new(100);
+        let other = Budgets {
+            connection: ByteBudget::new(100),
+            broker: broker.clone(),
+            metrics: Arc::default(),
+        };
+        let b = Budgets {
+            connection: ByteBudget::new(100),
+            broker,
+            metrics: Arc::default(),
+        };
+        other.take(90).await.expect("fits");
         let waiter = {
             let b = b.clone();
             tokio::spawn(async move { b.take(50).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "only 10 bytes are free");
-        b.release(90);
+        assert!(!waiter.is_finished(), "only 10 bytes are free broker-wide");
+        assert_eq!(b.connection.used(), 0, "nothing held while waiting");
+        other.release(90);
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken by the release")
-            .expect("task");
+            .expect("task")
+            .expect("taken");
         assert_eq!(b.broker.used(), 50);
         assert_eq!(b.metrics.receive_budget_waits.load(Ordering::Relaxed), 1);
         assert_eq!(b.metrics.receive_buffered_bytes.load(Ordering::Relaxed), 50);

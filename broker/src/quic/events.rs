@@ -147,7 +147,7 @@ impl EventWriter {
             shared: self.shared.clone(),
             listed: AtomicBool::new(false),
         });
-        sub.queue.also_wake(waker.clone());
+        sub.queue.wake_when_readable(waker.clone());
         let stopped = Arc::new(AtomicBool::new(false));
         // `stopped()` resolves when the client stops the stream (how
         // felix-wire unsubscribes) or the connection ends, even while the

@@ -103,6 +103,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) read_ahead: budget::Budgets,
     /// Set once any stream of the connection has authenticated.
     pub(crate) authenticated: Arc<AtomicBool>,
+    /// Tells the broker's timer task that the core armed a new timer.
+    pub(crate) timer: Arc<tokio::sync::Notify>,
     /// Writes every subscription's events on this connection.
     pub(crate) events: Arc<events::EventWriter>,
 }
@@ -114,6 +116,7 @@ pub struct RunningBroker {
     tasks: TaskTracker,
     writers: TaskTracker,
     accept: tokio::task::JoinHandle<()>,
+    timers: tokio::task::JoinHandle<()>,
     limits: ShellLimits,
 }
 
@@ -141,12 +144,15 @@ impl RunningBroker {
         )?;
         let tasks = TaskTracker::new();
         let writers = TaskTracker::new();
+        let timer = Arc::new(tokio::sync::Notify::new());
+        let timers = tokio::spawn(run_timers(core.clone(), timer.clone()));
         let accept = tokio::spawn(accept_loop(
             endpoint.clone(),
             core.clone(),
             tasks.clone(),
             writers.clone(),
             limits.clone(),
+            timer,
         ));
         let reclaim_core = core.clone();
         tasks.spawn(async move {
@@ -166,6 +172,7 @@ impl RunningBroker {
             tasks,
             writers,
             accept,
+            timers,
             limits,
         })
     }
@@ -191,6 +198,7 @@ impl RunningBroker {
         // Refuse new publishes first, so everything acked is in the flush.
         self.core.pubsub.begin_drain();
         self.core.pubsub.flush_all();
+        self.timers.abort();
         self.core.pubsub.close_all();
         self.writers.close();
         if tokio::time::timeout(self.limits.drain_timeout, self.writers.wait())
@@ -234,12 +242,35 @@ impl PerSource {
     }
 }
 
+/// The broker's one timer: sleeps until the core's next deadline
+/// ([`crate::core::pubsub::PubSub::poll_timeout`]), or until a stream
+/// reports that the core armed an earlier one, then lets the core handle
+/// what is due.
+async fn run_timers(core: Arc<Core>, rearm: Arc<tokio::sync::Notify>) {
+    loop {
+        let next = core.pubsub.poll_timeout();
+        let rearmed = rearm.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {
+                        core.pubsub.handle_timeout(std::time::Instant::now());
+                    }
+                    () = rearmed => {}
+                }
+            }
+            None => rearmed.await,
+        }
+    }
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     core: Arc<Core>,
     tasks: TaskTracker,
     writers: TaskTracker,
     limits: ShellLimits,
+    timer: Arc<tokio::sync::Notify>,
 ) {
     let limits = Arc::new(limits);
     let broker_budget = budget::ByteBudget::new(limits.receive_budget);
@@ -253,6 +284,7 @@ async fn accept_loop(
         let broker_budget = broker_budget.clone();
         let broker_read_ahead = broker_read_ahead.clone();
         let per_source = per_source.clone();
+        let timer = timer.clone();
         tasks.spawn(async move {
             // A failed handshake only ever affects this task.
             let connection = match incoming.await {
@@ -304,6 +336,7 @@ async fn accept_loop(
                 },
                 limits,
                 authenticated: Arc::default(),
+                timer,
                 events: Arc::default(),
             };
             serve_connection(ctx).await;

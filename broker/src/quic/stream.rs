@@ -7,15 +7,17 @@
 //! `subscribed` on the control stream and end it.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use felix_wire::{EventStreamHello, Frame, FrameDecoder, Header, Message, Subscribed};
 use quinn::{RecvStream, SendStream};
 
-use super::budget::Budgets;
+use super::budget::{Budgets, ConnectionFull};
 use super::{ConnectionContext, ShellLimits};
-use crate::core::pubsub::{StreamKey, Subscription};
+use crate::core::pubsub::Subscription;
+use crate::core::queue::{QueueWaker, SubscriberQueue};
 use crate::core::session::{Now, Output, Role, Session};
 
 /// Bytes a stream may read past a frame boundary without knowing the next
@@ -33,21 +35,23 @@ fn now() -> Now {
     }
 }
 
-/// Arms a flush timer for a stream's pending events.
-pub(crate) fn schedule_flush(ctx: &ConnectionContext, key: StreamKey, at: Instant) {
-    let core = ctx.core.clone();
-    ctx.tasks.spawn(async move {
-        let mut at = at;
-        loop {
-            tokio::time::sleep_until(at.into()).await;
-            let (waits, next) = core.pubsub.flush_due(&key, Instant::now(), false);
-            drop(waits); // timers never block: a `block` publisher waits on its own publish
-            match next {
-                Some(n) => at = n,
-                None => return,
-            }
-        }
-    });
+/// Wakes a blocked publisher's task: the shell's side of [`QueueWaker`].
+#[derive(Debug, Default)]
+struct Wake(tokio::sync::Notify);
+
+impl QueueWaker for Wake {
+    fn wake(&self) {
+        // Stores a permit if the task is not waiting yet: never lost.
+        self.0.notify_one();
+    }
+}
+
+/// Waits until a `block` queue has room (or closed).
+async fn wait_writable(queue: &SubscriberQueue) {
+    let wake = Arc::new(Wake::default());
+    while queue.wake_when_writable(wake.clone()) {
+        wake.0.notified().await;
+    }
 }
 
 /// Runs a stream until it ends. `send` is `None` for publish-only streams.
@@ -183,11 +187,11 @@ async fn serve(
                 match output {
                     Output::Send(b) => replies.push(b),
                     Output::Close => close = true,
-                    Output::FlushAt(key, at) => schedule_flush(ctx, key, at),
+                    Output::Timeout(_) => ctx.timer.notify_one(),
                     Output::Wait(queues) => {
                         flush_replies(&mut send, &mut replies).await;
                         for q in queues {
-                            q.wait_writable().await;
+                            wait_writable(&q).await;
                         }
                     }
                     Output::Subscribe(sub) => {
@@ -251,8 +255,22 @@ async fn serve(
                 finish(send, recv).await;
                 return;
             }
-            Some(Err(e)) => {
+            Some(Err(ReadFailure::Quinn(e))) => {
                 tracing::debug!(error = %e, "stream read failed");
+                return;
+            }
+            Some(Err(ReadFailure::Budget(e))) => {
+                ctx.core
+                    .metrics
+                    .receive_budget_refusals
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "ending a stream over its connection's budget");
+                if role == Role::Control {
+                    replies.push(error_bytes(e.to_string()));
+                    flush_replies(&mut send, &mut replies).await;
+                }
+                drop(held);
+                finish(send, recv).await;
                 return;
             }
             None => {
@@ -265,11 +283,7 @@ async fn serve(
                 let text = stalled.message(limits);
                 tracing::debug!(%text, "ending a stalled stream");
                 if role == Role::Control {
-                    replies.push(
-                        Frame::Json(Message::from(felix_wire::ErrorMessage { message: text }))
-                            .to_bytes()
-                            .unwrap_or_default(),
-                    );
+                    replies.push(error_bytes(text));
                     flush_replies(&mut send, &mut replies).await;
                 }
                 drop(held);
@@ -295,22 +309,21 @@ async fn read_more(
     held: &mut Held<'_>,
     decoder: &FrameDecoder,
     buf: &BytesMut,
-) -> Result<Option<quinn::Chunk>, quinn::ReadError> {
+) -> Result<Option<quinn::Chunk>, ReadFailure> {
     if buf.len() >= Header::LEN {
         // `needed` is the whole frame once the header parsed; the decoder
         // already refused a header over the cap.
         let frame = decoder.needed(buf);
-        if frame > held.total() {
-            held.frames.take(frame).await;
-            held.frame += frame;
+        if frame > held.frame {
+            held.frames.take(frame - held.frame).await?;
+            held.frame = frame;
             // The frame pool now covers the whole frame.
             held.read_ahead.release(held.ahead);
             held.ahead = 0;
-            held.shrink_to(frame);
         }
-        return recv
+        return Ok(recv
             .read_chunk(frame.saturating_sub(buf.len()).max(1), true)
-            .await;
+            .await?);
     }
     let want = buf.len() + READ_AHEAD;
     if held.total() < want {
@@ -318,11 +331,28 @@ async fn read_more(
     }
     if held.total() > buf.len() {
         if let Some(ready) = poll_once(recv.read_chunk(held.total() - buf.len(), true)) {
-            return ready;
+            return Ok(ready?);
         }
     }
     held.shrink_to(buf.len());
-    recv.read_chunk(Header::LEN - buf.len(), true).await
+    Ok(recv.read_chunk(Header::LEN - buf.len(), true).await?)
+}
+
+/// Why the next read did not happen.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailure {
+    /// The stream or connection failed.
+    #[error(transparent)]
+    Quinn(#[from] quinn::ReadError),
+    /// The frame does not fit what is left of the connection's budget.
+    #[error(transparent)]
+    Budget(#[from] ConnectionFull),
+}
+
+fn error_bytes(message: String) -> Bytes {
+    Frame::Json(Message::from(felix_wire::ErrorMessage { message }))
+        .to_bytes()
+        .unwrap_or_default()
 }
 
 /// Polls a future once: its output if it is ready now. Only for futures
