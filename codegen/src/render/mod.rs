@@ -7,7 +7,8 @@
 //! from the same validated [`Model`], so a spec change regenerates every
 //! codec at once and `--check` covers them all.
 //!
-//! - [`rust`], `wire/src/generated/` (formatted by `rustfmt`).
+//! - [`rust`], `wire/src/generated/` (formatted by `rustfmt`);
+//! - [`python`], `codecs/python/felix_wire/generated/`.
 //!
 //! Naming rules of a language (type names, keywords, how a field type is
 //! spelled) live in that backend's module, as methods on the model types,
@@ -18,6 +19,7 @@ use askama::Template;
 use crate::model::Model;
 use crate::GeneratedFile;
 
+pub mod python;
 pub mod rust;
 
 /// One target language of the generator.
@@ -32,7 +34,7 @@ pub trait Backend {
 }
 
 /// Every backend, in the order their files are rendered.
-pub const BACKENDS: &[&dyn Backend] = &[&rust::Rust];
+pub const BACKENDS: &[&dyn Backend] = &[&rust::Rust, &python::Python];
 
 #[derive(Template)]
 #[template(path = "docs/protocol.md.j2", escape = "none")]
