@@ -1,5 +1,5 @@
 //! `felix-codegen`: turns `spec/felix-wire.yaml` into the felix-wire codecs
-//! (Rust, Python), the reference tables and the positive test
+//! (Rust, Python, TypeScript), the reference tables and the positive test
 //! vectors.
 //!
 //! # Layout
@@ -11,8 +11,8 @@
 //!   the templates print.
 //! - [`render`]: one [`render::Backend`] per language, each with its own
 //!   askama templates (`templates/<language>/`, one per construct), into
-//!   `wire/src/generated/` and `codecs/python/felix_wire/generated/`; and
-//!   `docs/protocol.md`.
+//!   `wire/src/generated/`, `codecs/python/felix_wire/generated/` and
+//!   `codecs/typescript/src/generated/`; and `docs/protocol.md`.
 //! - [`interp`]: a run-time interpreter of the spec that encodes frames
 //!   without generated code; it writes the vectors ([`vectors`]) and serves
 //!   differential tests; [`interp_decode`] decodes the same way.

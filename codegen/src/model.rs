@@ -287,6 +287,10 @@ impl JsonFieldModel {
     pub fn optional(&self) -> bool {
         self.presence != "required"
     }
+    /// The neutral (vector) form is the value itself (strings and integers).
+    pub fn neutral_is_identity(&self) -> bool {
+        matches!(self.ty, JsonType::String | JsonType::U16 | JsonType::U64)
+    }
 }
 
 /// A binary layout.
@@ -358,6 +362,14 @@ pub struct BinFieldModel {
 }
 
 impl BinFieldModel {
+    /// Size in bytes of the fixed part (the length prefix of str16/bytes32).
+    pub fn size(&self) -> usize {
+        self.ty.fixed_size()
+    }
+    /// The neutral (vector) form is the value itself (strings and integers).
+    pub fn neutral_is_identity(&self) -> bool {
+        !matches!(self.ty, BinType::Bytes32 | BinType::Enum(_))
+    }
     /// Whether this is a count field (derived from its list, not stored).
     pub fn is_count(&self) -> bool {
         self.count_of.is_some()

@@ -66,10 +66,34 @@ fn renders_the_python_backend() {
     insta::assert_snapshot!("mini_python_frame", file(&files, &format!("{PY}/frame.py")));
 }
 
+const TS: &str = "codecs/typescript/src/generated";
+
+#[test]
+fn renders_the_typescript_backend() {
+    let files = generate_mini();
+    insta::assert_snapshot!(
+        "mini_typescript_message_put",
+        file(&files, &format!("{TS}/messages/put.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_layout_batch",
+        file(&files, &format!("{TS}/layouts/batch.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_enums",
+        file(&files, &format!("{TS}/enums.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_frame",
+        file(&files, &format!("{TS}/frame.ts"))
+    );
+}
+
 /// The paths of every backend's rendering of message `put`.
 const PUT_IN_EVERY_LANGUAGE: &[&str] = &[
     "wire/src/generated/messages/put.rs",
     "codecs/python/felix_wire/generated/messages/put.py",
+    "codecs/typescript/src/generated/messages/put.ts",
 ];
 
 #[test]

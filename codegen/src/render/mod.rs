@@ -8,7 +8,8 @@
 //! codec at once and `--check` covers them all.
 //!
 //! - [`rust`], `wire/src/generated/` (formatted by `rustfmt`);
-//! - [`python`], `codecs/python/felix_wire/generated/`.
+//! - [`python`], `codecs/python/felix_wire/generated/`;
+//! - [`typescript`], `codecs/typescript/src/generated/`.
 //!
 //! Naming rules of a language (type names, keywords, how a field type is
 //! spelled) live in that backend's module, as methods on the model types,
@@ -21,6 +22,7 @@ use crate::GeneratedFile;
 
 pub mod python;
 pub mod rust;
+pub mod typescript;
 
 /// One target language of the generator.
 pub trait Backend {
@@ -34,7 +36,7 @@ pub trait Backend {
 }
 
 /// Every backend, in the order their files are rendered.
-pub const BACKENDS: &[&dyn Backend] = &[&rust::Rust, &python::Python];
+pub const BACKENDS: &[&dyn Backend] = &[&rust::Rust, &python::Python, &typescript::TypeScript];
 
 #[derive(Template)]
 #[template(path = "docs/protocol.md.j2", escape = "none")]

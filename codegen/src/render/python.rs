@@ -91,10 +91,6 @@ impl JsonFieldModel {
         };
         optional(ty, self.optional())
     }
-    /// The neutral form is the value itself (strings and integers).
-    pub fn neutral_is_identity(&self) -> bool {
-        matches!(self.ty, JsonType::String | JsonType::U16 | JsonType::U64)
-    }
 }
 
 impl BinFieldModel {
@@ -115,14 +111,6 @@ impl BinFieldModel {
         } else {
             optional(one, self.is_conditional())
         }
-    }
-    /// Size in bytes of the fixed part.
-    pub fn size(&self) -> usize {
-        self.ty.fixed_size()
-    }
-    /// The neutral form is the value itself (strings and integers).
-    pub fn neutral_is_identity(&self) -> bool {
-        !matches!(self.ty, BinType::Bytes32 | BinType::Enum(_))
     }
     /// The attribute name of the list a count field counts.
     pub fn py_count_of(&self) -> String {
