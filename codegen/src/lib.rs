@@ -1,5 +1,6 @@
-//! `felix-codegen`: turns `spec/felix-wire.yaml` into the felix-wire codec,
-//! its reference tables and its positive test vectors.
+//! `felix-codegen`: turns `spec/felix-wire.yaml` into the felix-wire codecs
+//! (Rust, Python, TypeScript), the reference tables and the positive test
+//! vectors.
 //!
 //! # Layout
 //!
@@ -8,8 +9,10 @@
 //!   (found by [`locate`]).
 //! - [`model`]: the validated spec resolved into names, types and literals
 //!   the templates print.
-//! - [`render`]: askama templates (`templates/`, one per construct) into
-//!   `wire/src/generated/` and `docs/protocol.md`.
+//! - [`render`]: one [`render::Backend`] per language, each with its own
+//!   askama templates (`templates/<language>/`, one per construct), into
+//!   `wire/src/generated/`, `codecs/python/felix_wire/generated/` and
+//!   `codecs/typescript/src/generated/`; and `docs/protocol.md`.
 //! - [`interp`]: a run-time interpreter of the spec that encodes frames
 //!   without generated code; it writes the vectors ([`vectors`]) and serves
 //!   differential tests; [`interp_decode`] decodes the same way.
@@ -33,8 +36,20 @@ pub use validate::Problem;
 pub const SPEC_PATH: &str = "spec/felix-wire.yaml";
 
 /// Directories whose every file is generated: a file there that generation
-/// does not produce is stale too.
-pub const GENERATED_DIRS: &[&str] = &["wire/src/generated", "vectors/generated"];
+/// does not produce is stale too. Every backend's directories, and the
+/// vectors.
+pub fn generated_dirs() -> Vec<&'static str> {
+    let mut dirs: Vec<&'static str> = render::BACKENDS
+        .iter()
+        .flat_map(|b| b.generated_dirs().iter().copied())
+        .collect();
+    dirs.push("vectors/generated");
+    dirs
+}
+
+/// Directory names inside generated directories that belong to tools, not
+/// to the generator (Python's bytecode cache), and are never stale.
+const TOOL_DIRS: &[&str] = &["__pycache__"];
 
 /// One output file, path relative to the workspace root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +122,10 @@ pub fn parse_spec(path: &str, source: &str) -> Result<spec::Spec, Error> {
 pub fn generate_from_source(path: &str, source: &str) -> Result<Vec<GeneratedFile>, Error> {
     let spec = parse_spec(path, source)?;
     let model = model::Model::new(&spec);
-    let mut files = render::rust_files(&model)?;
+    let mut files = Vec::new();
+    for backend in render::BACKENDS {
+        files.extend(backend.render(&model)?);
+    }
     files.push(render::protocol_doc(&model)?);
     files.extend(vectors::vector_files(&spec, path, source).map_err(Error::Invalid)?);
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -172,6 +190,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
+                if TOOL_DIRS.iter().any(|t| e.file_name() == *t) {
+                    continue;
+                }
                 walk(&p, out);
             } else {
                 out.push(p);
@@ -190,7 +211,7 @@ pub fn stale_files(root: &Path, files: &[GeneratedFile]) -> Vec<Stale> {
             Err(_) => stale.push(Stale { path: f.path.clone(), reason: "missing" }),
         }
     }
-    for dir in GENERATED_DIRS {
+    for dir in generated_dirs() {
         let mut found = Vec::new();
         walk(&root.join(dir), &mut found);
         for p in found {

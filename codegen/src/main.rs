@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Validates spec/felix-wire.yaml and renders the felix-wire codec
-/// (wire/src/generated/), the reference tables (docs/protocol.md) and the
-/// positive test vectors (vectors/generated/) from it.
+/// Validates spec/felix-wire.yaml and renders the felix-wire codecs
+/// (wire/src/generated/, codecs/python/felix_wire/generated/,
+/// codecs/typescript/src/generated/), the reference tables
+/// (docs/protocol.md) and the positive test vectors (vectors/generated/)
+/// from it.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {

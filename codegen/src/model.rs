@@ -4,9 +4,62 @@
 //! Templates stay free of logic beyond `if`/`for`: anything that needs a
 //! decision (Rust type of a field, the literal bytes before a JSON value) is
 //! computed here once, so the generated code and the docs agree by
-//! construction.
+//! construction. Backends for other languages (see [`crate::render`]) add
+//! their own naming on top, in their module, from the typed kinds here
+//! ([`JsonType`], [`BinType`], [`Presence`]), so their templates `match` on
+//! types instead of comparing strings.
 
-use crate::spec::{Direction, FlagRole, JsonFieldDef, Presence, Spec};
+use crate::spec::{Direction, FlagRole, JsonFieldDef, Spec};
+
+pub use crate::spec::Presence;
+
+/// The type of a JSON field, for templates to `match` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonType {
+    /// A JSON string.
+    String,
+    /// An integer 0..=65535.
+    U16,
+    /// An integer 0..=2^64-1 (beyond 2^53: JavaScript needs `bigint`).
+    U64,
+    /// Bytes as standard padded base64.
+    Bytes,
+    /// An array of base64 byte strings.
+    BytesList,
+    /// A spec enum, by name.
+    Enum(String),
+}
+
+/// The type of a binary layout field, for templates to `match` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinType {
+    /// One byte.
+    U8,
+    /// Big-endian u16.
+    U16,
+    /// Big-endian u32.
+    U32,
+    /// Big-endian u64.
+    U64,
+    /// u16 length + UTF-8.
+    Str16,
+    /// u32 length + bytes.
+    Bytes32,
+    /// One byte standing for a value of this spec enum.
+    Enum(String),
+}
+
+impl BinType {
+    /// Size in bytes of the fixed part (the length prefix for str16/bytes32).
+    pub fn fixed_size(&self) -> usize {
+        match self {
+            BinType::U8 | BinType::Enum(_) => 1,
+            BinType::U16 | BinType::Str16 => 2,
+            BinType::U32 | BinType::Bytes32 => 4,
+            BinType::U64 => 8,
+        }
+    }
+}
 
 /// Rust identifiers that a CamelCase message name must not take, because
 /// generated code or its users need the prelude item of the same name.
@@ -213,6 +266,10 @@ pub struct JsonFieldModel {
     pub spec_type: String,
     /// `required`, `omit`, `null` or `nullable`.
     pub presence: &'static str,
+    /// The type, typed.
+    pub ty: JsonType,
+    /// The presence rule, typed.
+    pub rule: Presence,
     /// Rust type of the value (without Option).
     pub rust_type: String,
     /// Rust type of the struct field.
@@ -229,6 +286,10 @@ impl JsonFieldModel {
     /// The struct field is an `Option`.
     pub fn optional(&self) -> bool {
         self.presence != "required"
+    }
+    /// The neutral (vector) form is the value itself (strings and integers).
+    pub fn neutral_is_identity(&self) -> bool {
+        matches!(self.ty, JsonType::String | JsonType::U16 | JsonType::U64)
     }
 }
 
@@ -274,6 +335,8 @@ pub struct BinFieldModel {
     pub qualified: String,
     /// `u8` `u16` `u32` `u64` `str16` `bytes32` or `enum`.
     pub kind: &'static str,
+    /// The type, typed.
+    pub ty: BinType,
     /// Enum name for `enum` fields.
     pub enum_name: String,
     /// Spec type text.
@@ -299,6 +362,22 @@ pub struct BinFieldModel {
 }
 
 impl BinFieldModel {
+    /// Size in bytes of the fixed part (the length prefix of str16/bytes32).
+    pub fn size(&self) -> usize {
+        self.ty.fixed_size()
+    }
+    /// The neutral (vector) form is the value itself (strings and integers).
+    pub fn neutral_is_identity(&self) -> bool {
+        !matches!(self.ty, BinType::Bytes32 | BinType::Enum(_))
+    }
+    /// Whether this is a count field (derived from its list, not stored).
+    pub fn is_count(&self) -> bool {
+        self.count_of.is_some()
+    }
+    /// Name of the list a count field counts, or empty.
+    pub fn count_of_str(&self) -> &str {
+        self.count_of.as_deref().unwrap_or("")
+    }
     /// Whether this is a list field.
     pub fn is_list(&self) -> bool {
         self.repeat.is_some()
@@ -383,15 +462,30 @@ fn presence_name(p: Presence) -> &'static str {
 }
 
 fn json_field(spec: &Spec, message: &str, f: &JsonFieldDef) -> JsonFieldModel {
-    let (kind, rust_type, enum_name) = match f.ty.as_str() {
-        "string" => ("string", "String".to_string(), String::new()),
-        "u16" => ("u16", "u16".to_string(), String::new()),
-        "u64" => ("u64", "u64".to_string(), String::new()),
-        "bytes" => ("bytes", "Bytes".to_string(), String::new()),
-        "list<bytes>" => ("bytes_list", "Vec<Bytes>".to_string(), String::new()),
+    let (kind, ty, rust_type, enum_name) = match f.ty.as_str() {
+        "string" => (
+            "string",
+            JsonType::String,
+            "String".to_string(),
+            String::new(),
+        ),
+        "u16" => ("u16", JsonType::U16, "u16".to_string(), String::new()),
+        "u64" => ("u64", JsonType::U64, "u64".to_string(), String::new()),
+        "bytes" => ("bytes", JsonType::Bytes, "Bytes".to_string(), String::new()),
+        "list<bytes>" => (
+            "bytes_list",
+            JsonType::BytesList,
+            "Vec<Bytes>".to_string(),
+            String::new(),
+        ),
         other => {
             debug_assert!(spec.enums.iter().any(|e| e.name == other));
-            ("enum", other.to_string(), other.to_string())
+            (
+                "enum",
+                JsonType::Enum(other.to_string()),
+                other.to_string(),
+                other.to_string(),
+            )
         }
     };
     let field_type = if f.presence == Presence::Required {
@@ -407,6 +501,8 @@ fn json_field(spec: &Spec, message: &str, f: &JsonFieldDef) -> JsonFieldModel {
         enum_name,
         spec_type: f.ty.clone(),
         presence: presence_name(f.presence),
+        ty,
+        rule: f.presence,
         rust_type,
         field_type,
         key_len: key.len(),
@@ -613,14 +709,32 @@ impl Model {
                     .fields
                     .iter()
                     .map(|f| {
-                        let (kind, rust_type, enum_name, size) = match f.ty.as_str() {
-                            "u8" => ("u8", "u8".to_string(), String::new(), "1"),
-                            "u16" => ("u16", "u16".to_string(), String::new(), "2"),
-                            "u32" => ("u32", "u32".to_string(), String::new(), "4"),
-                            "u64" => ("u64", "u64".to_string(), String::new(), "8"),
-                            "str16" => ("str16", "String".to_string(), String::new(), "2 + n"),
-                            "bytes32" => ("bytes32", "Bytes".to_string(), String::new(), "4 + n"),
-                            other => ("enum", other.to_string(), other.to_string(), "1"),
+                        let (kind, ty, rust_type, enum_name, size) = match f.ty.as_str() {
+                            "u8" => ("u8", BinType::U8, "u8".to_string(), String::new(), "1"),
+                            "u16" => ("u16", BinType::U16, "u16".to_string(), String::new(), "2"),
+                            "u32" => ("u32", BinType::U32, "u32".to_string(), String::new(), "4"),
+                            "u64" => ("u64", BinType::U64, "u64".to_string(), String::new(), "8"),
+                            "str16" => (
+                                "str16",
+                                BinType::Str16,
+                                "String".to_string(),
+                                String::new(),
+                                "2 + n",
+                            ),
+                            "bytes32" => (
+                                "bytes32",
+                                BinType::Bytes32,
+                                "Bytes".to_string(),
+                                String::new(),
+                                "4 + n",
+                            ),
+                            other => (
+                                "enum",
+                                BinType::Enum(other.to_string()),
+                                other.to_string(),
+                                other.to_string(),
+                                "1",
+                            ),
                         };
                         let field_type = if f.repeat.is_some() {
                             format!("Vec<{rust_type}>")
@@ -640,6 +754,7 @@ impl Model {
                             name: f.name.clone(),
                             qualified: format!("{}.{}", l.name, f.name),
                             kind,
+                            ty,
                             enum_name,
                             spec_type: f.ty.clone(),
                             count_of: f.count_of.clone(),

@@ -49,6 +49,71 @@ fn renders_constants_enums_and_frame_dispatch() {
     insta::assert_snapshot!("mini_frame", file(&files, "wire/src/generated/frame.rs"));
 }
 
+const PY: &str = "codecs/python/felix_wire/generated";
+
+#[test]
+fn renders_the_python_backend() {
+    let files = generate_mini();
+    insta::assert_snapshot!(
+        "mini_python_message_put",
+        file(&files, &format!("{PY}/messages/put.py"))
+    );
+    insta::assert_snapshot!(
+        "mini_python_layout_batch",
+        file(&files, &format!("{PY}/layouts/batch.py"))
+    );
+    insta::assert_snapshot!("mini_python_enums", file(&files, &format!("{PY}/enums.py")));
+    insta::assert_snapshot!("mini_python_frame", file(&files, &format!("{PY}/frame.py")));
+}
+
+const TS: &str = "codecs/typescript/src/generated";
+
+#[test]
+fn renders_the_typescript_backend() {
+    let files = generate_mini();
+    insta::assert_snapshot!(
+        "mini_typescript_message_put",
+        file(&files, &format!("{TS}/messages/put.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_layout_batch",
+        file(&files, &format!("{TS}/layouts/batch.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_enums",
+        file(&files, &format!("{TS}/enums.ts"))
+    );
+    insta::assert_snapshot!(
+        "mini_typescript_frame",
+        file(&files, &format!("{TS}/frame.ts"))
+    );
+}
+
+/// The paths of every backend's rendering of message `put`.
+const PUT_IN_EVERY_LANGUAGE: &[&str] = &[
+    "wire/src/generated/messages/put.rs",
+    "codecs/python/felix_wire/generated/messages/put.py",
+    "codecs/typescript/src/generated/messages/put.ts",
+];
+
+#[test]
+fn a_spec_change_regenerates_every_codec() {
+    let before = generate_mini();
+    let edited = MINI.replace(
+        "      - { name: ttl, type: u64, presence: \"null\" }",
+        "      - { name: ttl, type: u64, presence: \"null\" }\n      - { name: note_text, type: string, presence: omit }",
+    );
+    assert_ne!(edited, MINI, "the edit did not apply");
+    let after = generate_from_source("mini.yaml", &edited).unwrap_or_else(|e| panic!("{e}"));
+    for path in PUT_IN_EVERY_LANGUAGE {
+        assert!(!file(&before, path).contains("note_text"), "{path}");
+        assert!(
+            file(&after, path).contains("note_text"),
+            "{path} missed the new field"
+        );
+    }
+}
+
 #[test]
 fn renders_vectors_from_examples() {
     let files = generate_mini();
@@ -178,6 +243,10 @@ fn a_hand_edit_or_a_stray_file_is_reported_stale() {
     .expect("edit");
     std::fs::write(root.join("wire/src/generated/extra.rs"), "// stray\n").expect("stray");
     std::fs::remove_file(root.join("vectors/generated/json/put.json")).expect("remove");
+    // Python's bytecode cache is the interpreter's, never stale.
+    let cache = root.join("codecs/python/felix_wire/generated/__pycache__");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    std::fs::write(cache.join("put.cpython-311.pyc"), b"\0").expect("pyc");
 
     let stale: Vec<(String, &str)> = stale_files(&root, &files)
         .into_iter()

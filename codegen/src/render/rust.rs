@@ -1,17 +1,30 @@
-//! Renders the askama templates into the generated Rust files and docs.
-//!
-//! One template per construct (an enum, a message, a layout, the frame,
-//! the constants...) plus `macros.j2` for what they share. Rust output goes
-//! through `rustfmt` so the checked-in files are formatted exactly as
-//! `cargo fmt` would leave them.
+//! The Rust backend: `wire/src/generated/`, formatted by `rustfmt` so the
+//! checked-in files are exactly what `cargo fmt` would leave.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use askama::Template;
 
+use super::{render, Backend, RenderError};
 use crate::model::{EnumModel, LayoutModel, MessageModel, Model};
 use crate::GeneratedFile;
+
+/// The Rust backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Rust;
+
+impl Backend for Rust {
+    fn name(&self) -> &'static str {
+        "rust"
+    }
+    fn generated_dirs(&self) -> &'static [&'static str] {
+        &["wire/src/generated"]
+    }
+    fn render(&self, model: &Model) -> Result<Vec<GeneratedFile>, RenderError> {
+        rust_files(model)
+    }
+}
 
 #[derive(Template)]
 #[template(path = "rust/mod.rs.j2", escape = "none")]
@@ -69,38 +82,6 @@ struct LayoutsModRs<'a> {
 #[template(path = "rust/frame.rs.j2", escape = "none")]
 struct FrameRs<'a> {
     model: &'a Model,
-}
-
-#[derive(Template)]
-#[template(path = "docs/protocol.md.j2", escape = "none")]
-struct ProtocolMd<'a> {
-    model: &'a Model,
-}
-
-/// Why rendering failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    /// A template failed to render.
-    #[error("template {template}: {source}")]
-    Template {
-        /// Which template.
-        template: &'static str,
-        /// Askama's error.
-        source: askama::Error,
-    },
-    /// rustfmt could not be run or rejected the output.
-    #[error("rustfmt on {path}: {message}")]
-    Rustfmt {
-        /// The file being formatted.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-fn render<T: Template>(template: &'static str, t: &T) -> Result<String, RenderError> {
-    t.render()
-        .map_err(|source| RenderError::Template { template, source })
 }
 
 /// Formats Rust source with the toolchain's rustfmt (edition 2021).
@@ -187,12 +168,4 @@ pub fn rust_files(model: &Model) -> Result<Vec<GeneratedFile>, RenderError> {
         )?);
     }
     Ok(files)
-}
-
-/// Renders `docs/protocol.md`.
-pub fn protocol_doc(model: &Model) -> Result<GeneratedFile, RenderError> {
-    Ok(GeneratedFile {
-        path: "docs/protocol.md".to_string(),
-        contents: render("protocol.md", &ProtocolMd { model })?,
-    })
 }
