@@ -1363,4 +1363,26 @@ mod tests {
             "the largest replay batch is at the cap"
         );
     }
+
+    #[test]
+    fn the_ring_never_keeps_a_read_buffer_alive() {
+        // Payloads arrive as slices of the buffer their frame was read
+        // into; a ring holding them kept the whole buffer (~1.5x overhead).
+        for subscribed in [true, false] {
+            let ps = pubsub(|_| {});
+            let _sub = subscribed.then(|| {
+                ps.subscribe(&key(), 1, StartPosition::Latest, true)
+                    .expect("sub")
+            });
+            let read_buffer = Bytes::from(vec![9u8; 1 << 20]);
+            let payload = read_buffer.slice(100..110);
+            ps.publish(&key(), &[payload], Instant::now())
+                .expect("publish");
+            assert!(
+                read_buffer.is_unique(),
+                "the ring (subscribed: {subscribed}) still holds the read buffer"
+            );
+            assert_eq!(ps.offsets(&key()), Some((1, 0)), "the event is retained");
+        }
+    }
 }
