@@ -85,10 +85,12 @@ pub struct Cli {
     #[arg(long, env = "FELIX_FRAME_TIMEOUT_MS")]
     pub frame_timeout_ms: Option<u64>,
     /// Bytes of partly received frames one connection may hold (at least
-    /// one frame at --max-frame-bytes) [default: 33554432].
+    /// one frame at --max-frame-bytes); a frame past it is refused and its
+    /// stream ended [default: 33554432].
     #[arg(long, env = "FELIX_RECEIVE_BUDGET_PER_CONNECTION_BYTES")]
     pub receive_budget_per_connection_bytes: Option<usize>,
-    /// Bytes of partly received frames all connections may hold [default: 67108864].
+    /// Bytes of partly received frames all connections may hold; a frame
+    /// past it waits for others to complete [default: 67108864].
     #[arg(long, env = "FELIX_RECEIVE_BUDGET_BYTES")]
     pub receive_budget_bytes: Option<usize>,
     /// Concurrent streams per connection, each direction [default: 1024].

@@ -56,9 +56,11 @@ pub struct ShellLimits {
     /// A frame must arrive whole within this long of its first byte.
     pub frame_timeout: Duration,
     /// Bytes of partly received frames one connection may hold (raised to
-    /// one whole frame at the cap, so every legal frame can be received).
+    /// one whole frame at the cap, so every legal frame can be received);
+    /// a frame past it is refused and its stream ended.
     pub receive_budget_per_connection: usize,
-    /// Bytes of partly received frames all connections together may hold.
+    /// Bytes of partly received frames all connections together may hold;
+    /// a frame past it waits for other connections' frames to complete.
     pub receive_budget: usize,
     /// How long a drain waits for writers before closing anyway.
     pub drain_timeout: Duration,
