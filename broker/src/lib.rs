@@ -13,11 +13,14 @@
 //! - [`http`]: `/metrics` (Prometheus) and `/healthz`.
 //! - [`persist`]: replay rings saved on drain and loaded on start.
 //! - [`app`]: wiring a [`config::Config`] into a running broker.
+//! - [`embedded`]: the broker inside another program (tests, benchmarks):
+//!   loopback, a free port, a throwaway certificate.
 //! - [`runtime`]: the tokio runtime: worker threads, optional busy polling.
 
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod embedded;
 pub mod http;
 pub mod persist;
 pub mod quic;

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::events::EventConn;
 use crate::pool::{Expect, RequestError, RequestStream, UniStream};
-use crate::subscribe::EventConn;
 
 /// Delays between connection attempts: `initial`, doubling up to `max`.
 #[derive(Debug, Clone)]
@@ -436,24 +436,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The handle and every operation's future can move between threads
-    /// (`tokio::spawn`).
-    #[allow(dead_code, clippy::let_underscore_future)]
-    fn futures_are_send(c: &Client, s: &mut crate::Subscription) {
-        fn send<T: Send + 'static>(_: &T) {}
-        fn send_ref<T: Send>(_: T) {}
-        send(c);
-        send_ref(Client::connect(c.config().clone()));
-        send_ref(c.publish("n", "s", Bytes::new(), crate::Ack::None));
-        send_ref(c.publish_batch("n", "s", Vec::new(), crate::Ack::PerBatch));
-        send_ref(c.subscribe("n", "s", felix_wire::StartPosition::Latest));
-        send_ref(c.cache_put("n", "c", "k", Bytes::new(), None));
-        send_ref(c.cache_get("n", "c", "k"));
-        send_ref(c.close());
-        send_ref(s.next());
-        send_ref(&*s);
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {

@@ -56,8 +56,10 @@
 //! - `frames`: reading and writing frames, the per-stream `auth`.
 //! - `publish`: [`Ack`], [`PublishEncoding`], publishing.
 //! - `cache`: the cache requests.
+//! - `events`: event connections, and routing the event streams the
+//!   broker opens to their subscription by the id in their hello.
 //! - `subscribe`: [`Subscription`], [`SubscriptionItem`], [`Event`],
-//!   [`GapDetector`], event-stream routing.
+//!   [`GapDetector`], decoding event streams.
 //! - `socket`: the UDP socket, with kernel buffers sized for fan-out.
 //! - [`tls`]: the rustls and quinn configuration.
 
@@ -65,6 +67,7 @@ mod cache;
 mod config;
 mod connection;
 mod error;
+mod events;
 mod frames;
 mod pool;
 mod publish;
@@ -77,3 +80,28 @@ pub use connection::Client;
 pub use error::ClientError;
 pub use publish::{publish_encoding, Ack, PublishEncoding};
 pub use subscribe::{Event, GapDetector, Subscription, SubscriptionItem};
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// The handle and every operation's future can move between threads
+    /// (`tokio::spawn`). Here, at the root, because it spans the modules.
+    #[allow(dead_code, clippy::let_underscore_future)]
+    fn futures_are_send(c: &Client, config: ClientConfig, s: &mut Subscription) {
+        fn send<T: Send + 'static>(_: &T) {}
+        fn send_ref<T: Send>(_: T) {}
+        send(c);
+        send_ref(Client::connect(config));
+        send_ref(c.publish("n", "s", Bytes::new(), Ack::None));
+        send_ref(c.publish_batch("n", "s", Vec::new(), Ack::PerBatch));
+        send_ref(c.subscribe("n", "s", felix_wire::StartPosition::Latest));
+        send_ref(c.cache_put("n", "c", "k", Bytes::new(), None));
+        send_ref(c.cache_get("n", "c", "k"));
+        send_ref(c.close());
+        send_ref(s.next());
+        send_ref(&*s);
+    }
+}

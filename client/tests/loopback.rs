@@ -4,63 +4,25 @@
 //! close, and the `felix` CLI.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use felix_broker::core::auth::{Authenticator, TokenEntry, TokensFile};
-use felix_broker::core::{Core, CoreSettings, QueuePolicy};
-use felix_broker::quic::{RunningBroker, ShellLimits};
-use felix_broker::tls::{self, TransportSettings};
+use felix_broker::core::{CoreSettings, QueuePolicy};
+use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
 use felix_client::{
     Ack, Client, ClientConfig, ClientError, PublishEncoding, SubscriptionItem, Trust,
 };
 use felix_wire::StartPosition;
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+async fn broker(settings: CoreSettings, auth: Authenticator) -> EmbeddedBroker {
+    EmbeddedConfig {
+        auth,
+        core: settings,
+        ..EmbeddedConfig::default()
     }
-}
-
-struct Broker {
-    broker: RunningBroker,
-    cert: std::path::PathBuf,
-    dir: TempDir,
-}
-
-async fn broker(settings: CoreSettings, auth: Authenticator) -> Broker {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "felix-client-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let material = tls::load_or_create_dev(&dir).expect("cert");
-    let transport = TransportSettings::default();
-    let server = tls::server_config(&material, &transport).expect("config");
-    let limits = ShellLimits {
-        max_connections: 100,
-        max_connections_per_source: 100,
-        max_frame_bytes: 1 << 24,
-        drain_timeout: Duration::from_secs(5),
-        ..ShellLimits::default()
-    };
-    let broker = RunningBroker::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        server,
-        Arc::new(Core::new(settings, auth)),
-        limits,
-    )
-    .expect("start");
-    Broker {
-        broker,
-        cert: material.cert_path,
-        dir: TempDir(dir),
-    }
+    .start()
+    .expect("start")
 }
 
 fn settings() -> CoreSettings {
@@ -70,17 +32,17 @@ fn settings() -> CoreSettings {
     }
 }
 
-fn config(b: &Broker, token: &str) -> ClientConfig {
+fn config(b: &EmbeddedBroker, token: &str) -> ClientConfig {
     ClientConfig::new(
-        b.broker.local_addr(),
+        b.local_addr(),
         "localhost",
-        Trust::CertificateFile(b.cert.clone()),
+        Trust::CertificateFile(b.cert_path().to_path_buf()),
         "t1",
         token,
     )
 }
 
-async fn client(b: &Broker) -> Client {
+async fn client(b: &EmbeddedBroker) -> Client {
     Client::connect(config(b, "dev")).await.expect("connect")
 }
 
@@ -414,34 +376,29 @@ async fn auth_failures_and_permission_denials_are_typed() {
 
 #[tokio::test]
 async fn reconnects_after_the_broker_restarts() {
-    let b = broker(settings(), Authenticator::Dev).await;
-    let addr: SocketAddr = b.broker.local_addr();
+    // The data directory keeps the certificate for the broker that follows.
+    let dir = std::env::temp_dir().join(format!("felix-client-restart-{}", std::process::id()));
+    let start = |addr| {
+        EmbeddedConfig {
+            addr,
+            data_dir: Some(dir.clone()),
+            core: settings(),
+            ..EmbeddedConfig::default()
+        }
+        .start()
+    };
+    let b = start("127.0.0.1:0".parse().expect("addr")).expect("start");
+    let addr: SocketAddr = b.local_addr();
     let c = client(&b).await;
     c.cache_put("default", "s", "k", Bytes::from_static(b"v"), None)
         .await
         .expect("put");
-    let Broker { broker, cert, dir } = b;
-    broker.shutdown().await;
-    // A new broker on the same address and certificate.
-    let material = tls::load(&cert, &dir.0.join("tls/key.pem")).expect("reuse cert");
-    let transport = TransportSettings::default();
-    let server = tls::server_config(&material, &transport).expect("config");
-    let limits = ShellLimits {
-        max_connections: 100,
-        max_connections_per_source: 100,
-        max_frame_bytes: 1 << 24,
-        drain_timeout: Duration::from_secs(5),
-        ..ShellLimits::default()
-    };
-    // The old endpoint's socket closes once its last connection is gone.
+    b.shutdown().await;
+    // A new broker on the same address and certificate. The old
+    // endpoint's socket closes once its last connection is gone.
     let mut again = None;
     for _ in 0..50 {
-        match RunningBroker::start(
-            addr,
-            server.clone(),
-            Arc::new(Core::new(settings(), Authenticator::Dev)),
-            limits.clone(),
-        ) {
+        match start(addr) {
             Ok(b) => {
                 again = Some(b);
                 break;
@@ -457,6 +414,7 @@ async fn reconnects_after_the_broker_restarts() {
     }
     assert_eq!(result.expect("reconnected"), None);
     again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,9 +423,9 @@ async fn the_cli_publishes_subscribes_and_uses_the_cache() {
     let felix = env!("CARGO_BIN_EXE_felix");
     let common = [
         "--addr".to_string(),
-        b.broker.local_addr().to_string(),
+        b.local_addr().to_string(),
         "--cert".to_string(),
-        b.cert.display().to_string(),
+        b.cert_path().display().to_string(),
     ];
     let common_run = common.clone();
     let run = move |args: Vec<&str>| {

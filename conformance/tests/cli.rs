@@ -3,13 +3,10 @@
 //! misbehave.
 
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use felix_broker::core::auth::Authenticator;
-use felix_broker::core::{Core, CoreSettings};
-use felix_broker::quic::{RunningBroker, ShellLimits};
+use felix_broker::core::CoreSettings;
+use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
 use felix_broker::tls::{self, TransportSettings};
 use felix_wire::{Frame, FrameDecoder, Message, OkMessage};
 
@@ -154,25 +151,16 @@ fn decode_and_encode_round_trip_for_debugging() {
 }
 
 /// Starts our broker with a replay ring of 8 (the suite is told 1024).
-async fn small_ring_broker(dir: &std::path::Path) -> (RunningBroker, std::path::PathBuf) {
-    let material = tls::load_or_create_dev(dir).expect("cert");
-    let transport = TransportSettings::default();
-    let server = tls::server_config(&material, &transport).expect("config");
-    let settings = CoreSettings {
-        replay_capacity: 8,
-        ..CoreSettings::default()
-    };
-    let core = Arc::new(Core::new(settings, Authenticator::Dev));
-    let limits = ShellLimits {
-        max_connections: 100,
-        max_connections_per_source: 100,
-        max_frame_bytes: 1 << 24,
-        drain_timeout: Duration::from_secs(2),
-        ..ShellLimits::default()
-    };
-    let broker = RunningBroker::start("127.0.0.1:0".parse().expect("addr"), server, core, limits)
-        .expect("start");
-    (broker, material.cert_path)
+fn small_ring_broker() -> EmbeddedBroker {
+    EmbeddedConfig {
+        core: CoreSettings {
+            replay_capacity: 8,
+            ..CoreSettings::default()
+        },
+        ..EmbeddedConfig::default()
+    }
+    .start()
+    .expect("start")
 }
 
 /// A broker that answers every frame on every stream with `ok` and never
@@ -255,10 +243,9 @@ async fn the_live_suite_fails_precisely_against_a_misbehaving_broker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
-    let dir = scratch("ring");
-    let (broker, cert) = small_ring_broker(&dir).await;
+    let broker = small_ring_broker();
     let addr = broker.local_addr().to_string();
-    let cert = cert.to_str().expect("utf8").to_string();
+    let cert = broker.cert_path().to_str().expect("utf8").to_string();
     let out = tokio::task::spawn_blocking(move || {
         runner(&[
             "broker",
@@ -278,13 +265,8 @@ async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
         "{}",
         stdout(&out)
     );
-    let dir2 = dir.clone();
     let addr = broker.local_addr().to_string();
-    let cert = dir2
-        .join("tls/cert.pem")
-        .to_str()
-        .expect("utf8")
-        .to_string();
+    let cert = broker.cert_path().to_str().expect("utf8").to_string();
     let out = tokio::task::spawn_blocking(move || {
         runner(&[
             "broker",
@@ -302,7 +284,6 @@ async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
     .expect("join");
     assert!(out.status.success(), "{}", stdout(&out));
     broker.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

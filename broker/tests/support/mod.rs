@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use felix_broker::core::auth::Authenticator;
-use felix_broker::core::{Core, CoreSettings};
-use felix_broker::quic::{RunningBroker, ShellLimits};
-use felix_broker::tls::{self, TransportSettings};
+use felix_broker::core::CoreSettings;
+use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
+use felix_broker::quic::ShellLimits;
 use felix_wire::{Auth, DecodeError, Frame, FrameDecoder, Message, KNOWN_FLAGS};
 use rustls::pki_types::CertificateDer;
 
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct TestBroker {
-    pub(crate) broker: RunningBroker,
+    pub(crate) broker: EmbeddedBroker,
     pub(crate) certs: Vec<CertificateDer<'static>>,
-    _dir: TempDir,
 }
 
 impl TestBroker {
@@ -79,25 +78,18 @@ pub(crate) async fn start_with(
     auth: Authenticator,
     f: impl FnOnce(&mut ShellLimits),
 ) -> TestBroker {
-    let dir = temp_dir("tls");
-    let material = tls::load_or_create_dev(&dir.0).expect("dev cert");
-    let transport = TransportSettings::default();
-    let server = tls::server_config(&material, &transport).expect("server config");
-    let mut limits = ShellLimits {
-        max_connections: 1000,
-        max_connections_per_source: 1000,
-        max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
-        drain_timeout: Duration::from_secs(5),
-        ..ShellLimits::default()
+    let mut config = EmbeddedConfig {
+        auth,
+        core: settings,
+        ..EmbeddedConfig::default()
     };
-    f(&mut limits);
-    let core = Arc::new(Core::new(settings, auth));
-    let broker = RunningBroker::start("127.0.0.1:0".parse().expect("addr"), server, core, limits)
-        .expect("bind");
+    config.limits.max_connections = 1000;
+    config.limits.max_connections_per_source = 1000;
+    f(&mut config.limits);
+    let broker = config.start().expect("start the broker");
     TestBroker {
+        certs: broker.certificates().to_vec(),
         broker,
-        certs: material.certs,
-        _dir: dir,
     }
 }
 

@@ -7,8 +7,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use felix_client::Ack;
 use felix_wire::StartPosition;
 
-use crate::bench;
-
 /// Talk to a felix-wire broker: publish, subscribe, use the cache.
 ///
 /// The defaults reach a reference broker started with no arguments in the
@@ -88,20 +86,6 @@ impl From<AckArg> for Ack {
     }
 }
 
-impl Cli {
-    /// A benchmark's `--embedded` / `--spawn-broker` / runtime flags.
-    pub(crate) fn bench_broker(&self) -> Option<&crate::target::BrokerArgs> {
-        let Command::Bench { kind } = &self.command else {
-            return None;
-        };
-        Some(match kind {
-            BenchKind::Latency(a) => &a.broker,
-            BenchKind::Cache(a) => &a.broker,
-            BenchKind::Broadcast(a) => &a.broker,
-        })
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Publish messages: the arguments, or one per line of standard input.
@@ -134,40 +118,6 @@ pub(crate) enum Command {
         #[command(subcommand)]
         op: CacheOp,
     },
-    /// Benchmarks that reproduce Felix's demos (see docs/benchmarks.md).
-    Bench {
-        #[command(subcommand)]
-        kind: BenchKind,
-    },
-    /// Mixed pub/sub and cache load for a while; every published event is
-    /// accounted for at every subscriber (exit 1 if any is unaccounted or
-    /// any operation failed).
-    Soak {
-        /// How long to publish, in seconds.
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        /// Subscribers reading the soak stream.
-        #[arg(long, default_value_t = 4)]
-        subscribers: usize,
-        /// Events per published batch.
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Payload bytes per event.
-        #[arg(long, default_value_t = 128)]
-        payload: usize,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchKind {
-    /// Publish-to-delivery latency and throughput (Felix's latency demo).
-    Latency(bench::LatencyArgs),
-    /// Cache put / get_hit / get_miss latency and throughput (Felix's cache demo).
-    Cache(bench::CacheArgs),
-    /// One stream, many subscriptions over several connections: time from
-    /// a publish to its delivery at the last subscription (p50/p99), and
-    /// the time to set the subscriptions up.
-    Broadcast(crate::broadcast::BroadcastArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,100 +344,9 @@ mod tests {
     }
 
     #[test]
-    fn broadcast_arguments() {
-        let args = |argv: &[&str]| match parse(argv).map(|c| c.command) {
-            Ok(Command::Bench {
-                kind: BenchKind::Broadcast(a),
-            }) => Ok(a),
-            Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e),
-        };
-        let d = args(&["bench", "broadcast"]).expect("defaults");
-        assert_eq!(
-            (
-                d.subscriptions,
-                d.connections,
-                d.payload,
-                d.publishes,
-                d.warmup
-            ),
-            (1000, None, 64, 50, 5),
-            "connections: 8, or as many as the subscriptions need"
-        );
-        assert_eq!(d.timeout_secs, 10);
-        assert!(
-            !d.broker.embedded && !d.broker.spawn_broker,
-            "--addr by default"
-        );
-        assert_eq!(d.results, PathBuf::from("bench-results.jsonl"));
-        let a = args(&[
-            "bench",
-            "broadcast",
-            "--subscriptions",
-            "25000",
-            "--connections",
-            "50",
-            "--payload",
-            "8",
-            "--publishes",
-            "3",
-            "--warmup",
-            "0",
-            "--spawn-broker",
-            "--results",
-            "r.jsonl",
-        ])
-        .expect("parses");
-        assert_eq!(
-            (a.subscriptions, a.connections, a.payload),
-            (25_000, Some(50), 8)
-        );
-        assert_eq!((a.publishes, a.warmup), (3, 0));
-        assert!(a.broker.spawn_broker && !a.broker.embedded);
-        assert!(
-            args(&["bench", "broadcast", "--embedded"])
-                .expect("parses")
-                .broker
-                .embedded
-        );
-        for bad in [
-            &["--payload", "7"][..],
-            &["--subscriptions", "0"],
-            &["--connections", "0"],
-            &["--publishes", "0"],
-            &["--timeout-secs", "0"],
-            &["--embedded", "--spawn-broker"],
-        ] {
-            let argv: Vec<&str> = ["bench", "broadcast"].iter().chain(bad).copied().collect();
-            assert!(args(&argv).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn every_bench_can_spawn_a_broker() {
-        match parse(&["bench", "latency", "--spawn-broker"])
-            .expect("parses")
-            .command
-        {
-            Command::Bench {
-                kind: BenchKind::Latency(a),
-            } => assert!(a.broker.spawn_broker && !a.broker.embedded),
-            other => panic!("{other:?}"),
-        }
-        match parse(&["bench", "cache", "--spawn-broker"])
-            .expect("parses")
-            .command
-        {
-            Command::Bench {
-                kind: BenchKind::Cache(a),
-            } => assert!(a.broker.spawn_broker),
-            other => panic!("{other:?}"),
-        }
-        for kind in ["latency", "cache", "broadcast"] {
-            assert!(
-                parse(&["bench", kind, "--spawn-broker", "--embedded"]).is_err(),
-                "{kind}: one broker or the other"
-            );
+    fn benchmarks_are_felix_bench_not_felix() {
+        for moved in ["bench", "soak"] {
+            assert!(parse(&[moved]).is_err(), "{moved}: see the bench/ crate");
         }
     }
 
@@ -500,11 +359,6 @@ mod tests {
             &["cache", "--help"],
             &["cache", "put", "--help"],
             &["cache", "get", "--help"],
-            &["bench", "--help"],
-            &["bench", "latency", "--help"],
-            &["bench", "cache", "--help"],
-            &["bench", "broadcast", "--help"],
-            &["soak", "--help"],
         ] {
             let err = parse(args).expect_err("help exits");
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");

@@ -94,8 +94,8 @@ fn broker_binary() -> Result<PathBuf, String> {
         Ok(bin)
     } else {
         Err(format!(
-            "--spawn-broker: {} not found; build it next to felix with \
-             `cargo build --release -p felix-broker` (or without --release for a debug felix)",
+            "--spawn-broker: {} not found; build it next to felix-bench with \
+             `cargo build --release -p felix-broker` (or without --release for a debug felix-bench)",
             bin.display()
         ))
     }

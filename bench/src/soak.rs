@@ -1,6 +1,9 @@
-//! `felix soak`: a mixed pub/sub + cache load for a fixed duration, with
-//! every published event accounted for at every subscriber.
+//! `felix-bench soak`: a mixed pub/sub + cache load for a fixed duration
+//! against the broker the connection flags name, with every published
+//! event accounted for at every subscriber (`scripts/soak` runs it against
+//! a broker process and watches the broker's memory).
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +11,60 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use felix_client::{Ack, Client, SubscriptionItem};
 use felix_wire::StartPosition;
+
+use crate::target::ConnectArgs;
+
+/// `felix-bench soak` parameters.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SoakArgs {
+    /// How long to publish, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) seconds: u64,
+    /// Subscribers reading the soak stream.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) subscribers: usize,
+    /// Events per published batch.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch: usize,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) payload: usize,
+    /// Print the report as one JSON line instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Runs `felix-bench soak` and prints its report; exit 1 if any event is
+/// unaccounted, any operation failed or any cached value came back wrong.
+pub(crate) async fn run(connect: &ConnectArgs, args: &SoakArgs) -> Result<ExitCode, String> {
+    let client = Client::connect(connect.client_config()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "felix-bench: soaking {} for {} s with {} subscribers...",
+        connect.addr, args.seconds, args.subscribers
+    );
+    let report = soak(
+        &client,
+        &connect.namespace,
+        Duration::from_secs(args.seconds),
+        args.subscribers,
+        args.batch,
+        args.payload,
+    )
+    .await;
+    client.close().await;
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
 
 /// Set in the published counter once the publisher has stopped.
 const DONE: u64 = 1 << 63;
@@ -28,9 +85,37 @@ pub(crate) struct Report {
     pub(crate) first_error: Option<String>,
 }
 
+impl Report {
+    /// Nothing unaccounted, failed or mismatched.
+    fn is_clean(&self) -> bool {
+        self.unaccounted == 0 && self.errors == 0 && self.cache_mismatches == 0
+    }
+
+    /// The report as one line of text.
+    fn summary(&self) -> String {
+        format!(
+            "soak: {:.0} s, {} events published ({:.0}/s), {} subscribers delivered {:?} (gaps {:?}), {} unaccounted; {} cache ops, {} mismatches; {} errors{}",
+            self.seconds,
+            self.published,
+            self.published as f64 / self.seconds.max(0.001),
+            self.subscribers,
+            self.delivered_per_subscriber,
+            self.gaps_per_subscriber,
+            self.unaccounted,
+            self.cache_ops,
+            self.cache_mismatches,
+            self.errors,
+            self.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// Runs the soak: `subscribers` readers, one publisher of batches of
 /// `batch` events, and cache puts and gets with verification.
-pub(crate) async fn run(
+async fn soak(
     client: &Client,
     namespace: &str,
     duration: Duration,
@@ -165,5 +250,23 @@ pub(crate) async fn run(
         cache_mismatches,
         errors: errors.load(Ordering::Relaxed),
         first_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_soak_accounts_for_every_event() {
+        let (broker, config) = crate::target::test_broker();
+        let client = Client::connect(config).await.expect("connect");
+        let r = soak(&client, "default", Duration::from_millis(300), 2, 4, 16).await;
+        client.close().await;
+        broker.shutdown().await;
+        assert!(r.is_clean(), "{}", r.summary());
+        assert!(r.published > 0 && r.cache_ops > 0);
+        assert_eq!(r.delivered_per_subscriber, [r.published, r.published]);
+        assert!(r.summary().starts_with("soak: "));
     }
 }

@@ -1,4 +1,4 @@
-//! `felix bench broadcast`: one stream, many subscriptions spread over
+//! `felix-bench broadcast`: one stream, many subscriptions spread over
 //! several client connections; the time from publishing one event to its
 //! delivery at the last subscription.
 //!
@@ -15,6 +15,7 @@
 //! the latency bench (sorted, index round((n-1)p)). A delivery missing at
 //! the timeout is counted as unaccounted, never ignored.
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,10 +25,13 @@ use felix_client::{Ack, Client, ClientConfig, Subscription, SubscriptionItem};
 use felix_wire::StartPosition;
 use tokio::sync::Notify;
 
+use crate::stats::{opt_col, percentile, runtime_threads, Results};
+use crate::target::{BrokerArgs, ConnectArgs, Target};
+
 /// Subscribe requests in flight at once on one connection while setting up.
 const SUBSCRIBE_CONCURRENCY: usize = 16;
 
-/// `felix bench broadcast` parameters.
+/// `felix-bench broadcast` parameters.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BroadcastArgs {
     /// Subscriptions to the one stream (all must receive every event).
@@ -54,7 +58,7 @@ pub(crate) struct BroadcastArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) timeout_secs: u64,
     #[command(flatten)]
-    pub(crate) broker: crate::target::BrokerArgs,
+    pub(crate) broker: BrokerArgs,
     /// Append the run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
@@ -310,8 +314,64 @@ async fn close_all(clients: impl IntoIterator<Item = Client>) {
     while closing.join_next().await.is_some() {}
 }
 
+/// Runs `felix-bench broadcast`: prints the run's table row and appends
+/// its JSON line. Missing deliveries are figures (in the table and the
+/// JSON line, and spelled out on standard error), not a failed run.
+pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<ExitCode, String> {
+    let (target, config) = Target::open(connect, &args.broker)?;
+    let run = broadcast(&config, &connect.namespace, args).await;
+    // Stopped whatever happened; its peak is read before it stops.
+    let name = target.name();
+    let rss = target.close().await;
+    let mut r = run?;
+    r.broker = name;
+    r.broker_peak_rss_mib = rss.and_then(|m| m.peak_mib());
+    r.broker_sampled_rss_mib = rss.and_then(|m| m.sampled_max_mib());
+    let mut results = Results::open(&args.results)?;
+    println!(
+        "{:>13} {:>11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>11} {:>12}",
+        "subscriptions",
+        "connections",
+        "payload",
+        "completed",
+        "setup ms",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "unaccounted",
+        "broker MiB"
+    );
+    println!(
+        "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {}",
+        r.subscriptions,
+        r.connections,
+        r.payload,
+        r.completed,
+        r.setup_ms,
+        r.p50_us,
+        r.p99_us,
+        r.max_us,
+        r.unaccounted,
+        opt_col(r.broker_peak_rss_mib, 12)
+    );
+    results.append(&r);
+    if r.unaccounted > 0 || r.timed_out > 0 || r.subscription_failures > 0 {
+        eprintln!(
+            "felix-bench: broadcast: {} publishes timed out, {} deliveries unaccounted, {} subscriptions failed{}",
+            r.timed_out,
+            r.unaccounted,
+            r.subscription_failures,
+            r.first_failure
+                .as_deref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the broadcast workload against the broker `config` reaches.
-pub(crate) async fn broadcast(
+async fn broadcast(
     config: &ClientConfig,
     namespace: &str,
     args: &BroadcastArgs,
@@ -364,7 +424,7 @@ pub(crate) async fn broadcast(
     }
     let setup = t1.elapsed();
     eprintln!(
-        "felix: {} subscriptions over {connections} connections set up in {:.0} ms",
+        "felix-bench: {} subscriptions over {connections} connections set up in {:.0} ms",
         subs.len(),
         setup.as_secs_f64() * 1e3
     );
@@ -394,7 +454,7 @@ pub(crate) async fn broadcast(
             None => {
                 let missing = tally.missing(seq);
                 eprintln!(
-                    "felix: event {seq}: {missing} of {subscriptions} subscriptions had not received it after {timeout:?}"
+                    "felix-bench: event {seq}: {missing} of {subscriptions} subscriptions had not received it after {timeout:?}"
                 );
                 timed_out += 1;
                 unaccounted += missing;
@@ -422,8 +482,8 @@ pub(crate) async fn broadcast(
         warmup: args.warmup as usize,
         connect_ms: connect.as_secs_f64() * 1e3,
         setup_ms: setup.as_secs_f64() * 1e3,
-        p50_us: crate::bench::percentile(&latencies, 0.50),
-        p99_us: crate::bench::percentile(&latencies, 0.99),
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
         max_us: latencies.last().map_or(0.0, |&n| n as f64 / 1000.0),
         completed: latencies.len(),
         timed_out,
@@ -431,7 +491,7 @@ pub(crate) async fn broadcast(
         gap_events: tally.gap_events.load(Ordering::Relaxed),
         subscription_failures: tally.failures.load(Ordering::Relaxed),
         first_failure,
-        threads: crate::bench::runtime_threads(),
+        threads: runtime_threads(),
         busy_poll: args.broker.busy_poll,
         ..BroadcastReport::default()
     })
@@ -501,7 +561,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_broadcast_reaches_every_subscription() {
-        let (broker, config, dir) = crate::bench::embedded_broker().await.expect("broker");
+        let (broker, config) = crate::target::test_broker();
         let args = BroadcastArgs {
             subscriptions: 20,
             connections: Some(3),
@@ -514,7 +574,6 @@ mod tests {
         };
         let run = broadcast(&config, "default", &args).await;
         broker.shutdown().await;
-        let _ = std::fs::remove_dir_all(dir);
         let r = run.expect("runs");
         assert_eq!((r.subscriptions, r.connections), (20, 3));
         assert_eq!(r.max_per_connection, 7);

@@ -1,16 +1,19 @@
-//! `felix bench latency`: Felix's latency demo, reproduced so figures
+//! `felix-bench latency`: Felix's latency demo, reproduced so figures
 //! compare like for like: each payload is a 16-byte big-endian u128
 //! nanosecond timestamp plus N zero bytes; p50/p99/p999 over the primary
 //! subscriber (sorted, index round((n-1)p)); throughput = messages / time
 //! to the last delivery at any subscriber; delivered msg/s across all
 //! subscribers over the same time; unaccounted = expected - delivered.
 
-use std::sync::Arc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
+use felix_client::{Ack, Client, SubscriptionItem};
 use felix_wire::StartPosition;
+
+use crate::stats::{percentile, runtime_threads, Results};
+use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// One latency run's parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,7 +37,7 @@ pub(crate) struct LatencyArgs {
     #[arg(long)]
     pub(crate) binary: bool,
     #[command(flatten)]
-    pub(crate) broker: crate::target::BrokerArgs,
+    pub(crate) broker: BrokerArgs,
     /// Run the matrix fanout {1,10} x batch {1,64} x payload {0,1024,4096}.
     #[arg(long)]
     pub(crate) all: bool,
@@ -117,109 +120,66 @@ fn stamped_batch(n: usize, payload: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// Worker threads of the runtime this runs on.
-pub(crate) fn runtime_threads() -> usize {
-    tokio::runtime::Handle::current().metrics().num_workers()
-}
-
-/// The value at index round((n-1)p) of `sorted` nanoseconds, in
-/// microseconds (0 when empty).
-pub(crate) fn percentile(sorted: &[u128], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i] as f64 / 1000.0
-}
-
 /// A subscriber that receives nothing for this long ends its run (the
 /// missing events are then reported as unaccounted).
 const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Subscriber queue depth of a benchmark broker (lossless for a run).
-const QUEUE_CAPACITY: usize = 1 << 16;
-/// Streams (each direction) and subscriptions per connection of a
-/// benchmark broker: as many event streams as a client accepts.
-const MAX_BROKER_STREAMS: u32 = felix_client::tls::MAX_BROKER_STREAMS;
-
-/// The `felix-broker` flags that give a spawned broker the settings
-/// [`embedded_broker`] uses in-process (and the same 10,000 connections
-/// as both default to).
-pub(crate) fn spawned_broker_flags() -> Vec<String> {
-    [
-        ("--queue-capacity", QUEUE_CAPACITY.to_string()),
-        (
-            "--max-subscriptions-per-connection",
-            MAX_BROKER_STREAMS.to_string(),
-        ),
-        (
-            "--max-streams-per-connection",
-            MAX_BROKER_STREAMS.to_string(),
-        ),
-        ("--max-connections", "10000".to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(flag, value)| [flag.to_string(), value])
-    .collect()
-}
-
-/// Starts the reference broker in-process on an ephemeral port with a
-/// throwaway certificate; returns it and a client configuration for it.
-pub(crate) async fn embedded_broker() -> Result<
-    (
-        felix_broker::quic::RunningBroker,
-        ClientConfig,
-        std::path::PathBuf,
-    ),
-    String,
-> {
-    use felix_broker::core::{auth::Authenticator, Core, CoreSettings};
-    use felix_broker::quic::{RunningBroker, ShellLimits};
-    use felix_broker::tls::{self, TransportSettings};
-    let dir = std::env::temp_dir().join(format!("felix-bench-{}", std::process::id()));
-    let material = tls::load_or_create_dev(&dir).map_err(|e| e.to_string())?;
-    let transport = TransportSettings {
-        max_streams_per_connection: MAX_BROKER_STREAMS,
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(30),
-        ..TransportSettings::default()
-    };
-    let server = tls::server_config(&material, &transport).map_err(|e| e.to_string())?;
-    // Lossless for measurement: a subscriber queue deep enough for the run.
-    // As many subscriptions per connection as the client accepts event
-    // streams (the broadcast bench checks its spread against that).
-    let settings = CoreSettings {
-        queue_capacity: QUEUE_CAPACITY,
-        max_subscriptions_per_connection: MAX_BROKER_STREAMS as usize,
-        ..CoreSettings::default()
-    };
-    let limits = ShellLimits {
-        max_connections: 10_000,
-        max_connections_per_source: 10_000,
-        max_frame_bytes: felix_wire::DEFAULT_MAX_FRAME_BYTES,
-        drain_timeout: Duration::from_secs(5),
-        ..ShellLimits::default()
-    };
-    let addr = "127.0.0.1:0".parse().map_err(|_| "address")?;
-    let broker = RunningBroker::start(
-        addr,
-        server,
-        Arc::new(Core::new(settings, Authenticator::Dev)),
-        limits,
-    )
-    .map_err(|e| e.to_string())?;
-    let config = ClientConfig::new(
-        broker.local_addr(),
-        "localhost",
-        Trust::CertificateFile(material.cert_path.clone()),
-        "t1",
-        "bench",
+/// Runs `felix-bench latency`: one run, or the matrix with `--all`;
+/// prints a table row and appends a JSON line per run.
+pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<ExitCode, String> {
+    let (target, mut config) = Target::open(connect, &args.broker)?;
+    // Like Felix's demos: a pool of event connections, so subscribers do
+    // not all share one connection's congestion window and crypto.
+    config.event_connections = args
+        .runs()
+        .iter()
+        .map(|r| r.fanout)
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let mut results = Results::open(&args.results)?;
+    println!(
+        "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}{}",
+        "fanout",
+        "batch",
+        "payload",
+        "mode",
+        "p50 us",
+        "p99 us",
+        "p999 us",
+        "publish msg/s",
+        "delivered msg/s",
+        "unaccounted",
+        target.rss_header()
     );
-    Ok((broker, config, dir))
+    for run in args.runs() {
+        let mut r = latency(&client, &connect.namespace, &run).await?;
+        r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
+        r.broker = target.name();
+        println!(
+            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
+            r.fanout,
+            r.batch,
+            r.payload,
+            if r.binary { "binary" } else { "acked" },
+            r.p50_us,
+            r.p99_us,
+            r.p999_us,
+            r.publish_msgs_per_s,
+            r.delivered_msgs_per_s,
+            r.unaccounted,
+            target.rss_cell(r.broker_peak_rss_mib)
+        );
+        results.append(&r);
+    }
+    client.close().await;
+    target.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the latency workload.
-pub(crate) async fn latency(
+/// Runs the latency workload once.
+async fn latency(
     client: &Client,
     namespace: &str,
     args: &LatencyArgs,
@@ -363,27 +323,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_use_rounded_indices() {
-        let v: Vec<u128> = (1..=1000).map(|i| i * 1000).collect();
-        assert_eq!(percentile(&v, 0.5), 501.0); // round(999 * 0.5) = 500 -> 501 us
-        assert_eq!(percentile(&v, 0.99), 990.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-    }
-
-    #[test]
-    fn a_spawned_broker_gets_the_embedded_settings() {
-        use clap::Parser as _;
-        let mut argv = vec!["felix-broker".to_string()];
-        argv.extend(spawned_broker_flags());
-        let cli = felix_broker::config::Cli::try_parse_from(argv).expect("the broker takes them");
-        let config = felix_broker::config::Config::resolve(cli).expect("resolves");
-        assert_eq!(config.core.queue_capacity, QUEUE_CAPACITY);
-        assert_eq!(config.core.max_subscriptions_per_connection, 1024);
-        assert_eq!(config.max_streams_per_connection, 1024);
-        assert_eq!(config.limits.max_connections, 10_000);
-    }
-
-    #[test]
     fn payloads_carry_a_big_endian_timestamp() {
         let batch = stamped_batch(3, 4);
         assert_eq!(batch.len(), 3);
@@ -394,127 +333,29 @@ mod tests {
             assert_eq!(&b[16..], &[0, 0, 0, 0]);
         }
     }
-}
 
-/// `felix bench cache` parameters (Felix's cache demo: 8 connections x 4
-/// streams, one request in flight per stream, 1024 keys).
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct CacheArgs {
-    /// Connections.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) connections: usize,
-    /// Request streams per connection (one request in flight on each).
-    #[arg(long, default_value_t = 4)]
-    pub(crate) streams: usize,
-    /// Distinct keys.
-    #[arg(long, default_value_t = 1024)]
-    pub(crate) keys: usize,
-    /// Value sizes to run, bytes.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![0usize, 64, 256, 1024, 4096])]
-    pub(crate) sizes: Vec<usize>,
-    /// Operations per (size, operation) pair.
-    #[arg(long, default_value_t = 20_000)]
-    pub(crate) ops: usize,
-    #[command(flatten)]
-    pub(crate) broker: crate::target::BrokerArgs,
-    /// Append each run's figures as a JSON line to this file.
-    #[arg(long, default_value = "bench-results.jsonl")]
-    pub(crate) results: std::path::PathBuf,
-}
-
-/// One cache run's figures.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct CacheReport {
-    pub(crate) op: &'static str,
-    pub(crate) size: usize,
-    pub(crate) concurrency: usize,
-    /// Client connections, and request streams on each (one request in
-    /// flight per stream).
-    pub(crate) connections: usize,
-    pub(crate) streams_per_connection: usize,
-    pub(crate) p50_us: f64,
-    pub(crate) p99_us: f64,
-    pub(crate) ops_per_s: f64,
-    pub(crate) errors: u64,
-    /// Worker threads of this process's runtime (which an embedded broker
-    /// shares).
-    pub(crate) threads: usize,
-    /// Whether idle workers busy-polled (`--busy-poll`).
-    pub(crate) busy_poll: bool,
-    /// `embedded`, `spawned` or `external`.
-    pub(crate) broker: &'static str,
-    /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) broker_peak_rss_mib: Option<f64>,
-}
-
-/// Runs put, get_hit and get_miss for one value size over `clients`.
-pub(crate) async fn cache(
-    clients: &[Client],
-    namespace: &str,
-    args: &CacheArgs,
-    size: usize,
-) -> Vec<CacheReport> {
-    let mut out = Vec::new();
-    for op in ["put", "get_hit", "get_miss"] {
-        let workers = clients.len() * args.streams.max(1);
-        let per_worker = args.ops.div_ceil(workers);
-        let t0 = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..workers {
-            let client = clients[w % clients.len()].clone();
-            let ns = namespace.to_string();
-            let keys = args.keys.max(1);
-            let value = Bytes::from(vec![7u8; size]);
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(per_worker);
-                let mut errors = 0u64;
-                for i in 0..per_worker {
-                    let key = format!("k{}", (w * per_worker + i) % keys);
-                    let t = Instant::now();
-                    let ok = match op {
-                        "put" => client
-                            .cache_put(&ns, "bench", &key, value.clone(), None)
-                            .await
-                            .is_ok(),
-                        "get_hit" => {
-                            matches!(client.cache_get(&ns, "bench", &key).await, Ok(Some(_)))
-                        }
-                        _ => matches!(client.cache_get(&ns, "bench-miss", &key).await, Ok(None)),
-                    };
-                    lat.push(t.elapsed().as_nanos());
-                    if !ok {
-                        errors += 1;
-                    }
-                }
-                (lat, errors)
-            }));
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_run_delivers_everything_to_every_subscriber() {
+        let (broker, config) = crate::target::test_broker();
+        let client = Client::connect(config).await.expect("connect");
+        for binary in [false, true] {
+            let args = LatencyArgs {
+                fanout: 3,
+                batch: 4,
+                payload: 8,
+                total: 40,
+                warmup: 4,
+                binary,
+                broker: BrokerArgs::default(),
+                all: false,
+                results: "unused.jsonl".into(),
+            };
+            let r = latency(&client, "default", &args).await.expect("runs");
+            assert_eq!((r.fanout, r.total, r.unaccounted), (3, 40, 0), "{r:?}");
+            assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us && r.p99_us <= r.p999_us);
+            assert!(r.delivered_msgs_per_s >= r.publish_msgs_per_s, "{r:?}");
         }
-        let mut all = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            if let Ok((lat, e)) = t.await {
-                all.extend(lat);
-                errors += e;
-            }
-        }
-        let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        all.sort_unstable();
-        out.push(CacheReport {
-            op,
-            size,
-            concurrency: workers,
-            connections: clients.len(),
-            streams_per_connection: args.streams.max(1),
-            p50_us: percentile(&all, 0.5),
-            p99_us: percentile(&all, 0.99),
-            ops_per_s: all.len() as f64 / secs,
-            errors,
-            threads: runtime_threads(),
-            busy_poll: args.broker.busy_poll,
-            broker: "",
-            broker_peak_rss_mib: None,
-        });
+        client.close().await;
+        broker.shutdown().await;
     }
-    out
 }

@@ -1,0 +1,83 @@
+//! What every benchmark reports with: percentiles, the runtime's thread
+//! count, table cells, and the JSON-lines results file.
+
+use std::io::Write as _;
+use std::path::Path;
+
+/// The value at index round((n-1)p) of `sorted` nanoseconds, in
+/// microseconds (0 when empty). Felix's demos take the same index, so
+/// figures compare like for like.
+pub(crate) fn percentile(sorted: &[u128], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+/// Worker threads of the runtime this runs on (an embedded broker shares
+/// them).
+pub(crate) fn runtime_threads() -> usize {
+    tokio::runtime::Handle::current().metrics().num_workers()
+}
+
+/// `{:>W.1}` of an optional figure, `-` when absent.
+pub(crate) fn opt_col(v: Option<f64>, width: usize) -> String {
+    v.map_or_else(|| format!("{:>width$}", "-"), |v| format!("{v:>width$.1}"))
+}
+
+/// The file each run appends its figures to, one JSON object a line
+/// (`--results`; `scripts/bench-report` takes medians over them).
+#[derive(Debug)]
+pub(crate) struct Results(std::fs::File);
+
+impl Results {
+    /// Opens `path` for appending, creating it if needed.
+    pub(crate) fn open(path: &Path) -> Result<Results, String> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Results)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Appends one run's figures. A failed write loses that line only:
+    /// the table on standard output still has the figures.
+    pub(crate) fn append(&mut self, report: &impl serde::Serialize) {
+        let line = serde_json::to_string(report).unwrap_or_default();
+        let _ = writeln!(self.0, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_rounded_indices() {
+        let v: Vec<u128> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 501.0); // round(999 * 0.5) = 500 -> 501 us
+        assert_eq!(percentile(&v, 0.99), 990.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn optional_columns_keep_their_width() {
+        assert_eq!(opt_col(Some(12.345), 7), "   12.3");
+        assert_eq!(opt_col(None, 7), "      -");
+    }
+
+    #[test]
+    fn results_are_appended_one_line_a_run() {
+        let path = std::env::temp_dir().join(format!("felix-bench-results-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        for n in [1, 2] {
+            let mut r = Results::open(&path).expect("open");
+            r.append(&serde_json::json!({ "run": n }));
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, "{\"run\":1}\n{\"run\":2}\n");
+        let _ = std::fs::remove_file(&path);
+    }
+}
