@@ -156,18 +156,6 @@ impl RunningBroker {
             limits.clone(),
             timer,
         ));
-        let reclaim_core = core.clone();
-        tasks.spawn(async move {
-            // Expired cache entries are reclaimed even if nobody reads them.
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if Arc::strong_count(&reclaim_core) == 1 {
-                    return;
-                }
-                reclaim_core.cache.reclaim(std::time::Instant::now());
-            }
-        });
         Ok(RunningBroker {
             endpoint,
             core,
@@ -244,24 +232,28 @@ impl PerSource {
     }
 }
 
-/// The broker's one timer: sleeps until the core's next deadline
+/// The broker's one timer task: sleeps until the core's next deadline
 /// ([`crate::core::pubsub::PubSub::poll_timeout`]), or until a stream
 /// reports that the core armed an earlier one, then lets the core handle
-/// what is due.
+/// what is due; and once a second reclaims expired cache entries, so their
+/// memory returns even if nobody reads them. Aborted by the drain.
 async fn run_timers(core: Arc<Core>, rearm: Arc<tokio::sync::Notify>) {
+    let mut reclaim = tokio::time::interval(Duration::from_secs(1));
     loop {
         let next = core.pubsub.poll_timeout();
         let rearmed = rearm.notified();
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at.into()) => {
-                        core.pubsub.handle_timeout(std::time::Instant::now());
-                    }
-                    () = rearmed => {}
-                }
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
             }
-            None => rearmed.await,
+        };
+        tokio::select! {
+            () = due => core.pubsub.handle_timeout(std::time::Instant::now()),
+            () = rearmed => {}
+            _ = reclaim.tick() => {
+                core.cache.reclaim(std::time::Instant::now());
+            }
         }
     }
 }
