@@ -107,7 +107,8 @@ async fn frames_past_the_connection_budget_are_refused_and_the_connection_goes_o
     }
     assert_eq!((acked, refused), (1, 3), "one frame at a time fits");
     assert_eq!(metrics.receive_budget_refusals.load(Ordering::Relaxed), 3);
-    // The connection goes on, and nothing is held once frames are consumed.
+    // The connection goes on. Once frames are consumed, only the idle
+    // read-ahead of the two open streams (4 KiB each) is held.
     let mut c = peer.control("t1").await;
     c.send(publish_frame(700 * 1024, 10)).await;
     assert_eq!(
@@ -115,6 +116,9 @@ async fn frames_past_the_connection_budget_are_refused_and_the_connection_goes_o
         Frame::Json(Message::PublishOk(PublishOk { request_id: 10 }))
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(metrics.receive_buffered_bytes.load(Ordering::Relaxed) <= 2 * 4096);
+    drop((c, streams));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(metrics.receive_buffered_bytes.load(Ordering::Relaxed), 0);
 }
 
