@@ -76,6 +76,14 @@ enum Mode {
     },
     /// The live suite against a running broker.
     Broker(BrokerArgs),
+    /// Client conformance: listen as a scripted broker and drive a client
+    /// through the client driver protocol (docs/conformance.md).
+    Client {
+        /// The driver command line, run with `sh -c` once per case, e.g.
+        /// target/debug/felix-client-driver.
+        #[arg(long)]
+        cmd: String,
+    },
     /// Decode frames (hex or raw, from FILE or stdin) to the neutral JSON form.
     Decode {
         /// Input file; standard input when absent.
@@ -314,6 +322,29 @@ async fn run(cli: Cli) -> Result<bool, String> {
                     .extend(run::live_suite(cfg, case_timeout, &sel, |r| progress.case(r)).await);
                 embedded.stop().await;
             }
+        }
+        Some(Mode::Client { cmd }) => {
+            if cli.list {
+                felix_conformance::client::all()
+                    .iter()
+                    .map(|c| c.id)
+                    .filter(|id| sel.selected(id))
+                    .for_each(|id| println!("{id}"));
+                return Ok(true);
+            }
+            progress.phase(&format!("client: {cmd}"));
+            let scratch = std::env::temp_dir()
+                .join(format!("felix-conformance-client-{}", std::process::id()));
+            let cfg = felix_conformance::client::ClientSuiteConfig {
+                cmd,
+                timeout,
+                scratch: scratch.clone(),
+            };
+            let run = felix_conformance::client::run_suite(&cfg, &sel, |r| progress.case(r)).await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let (r, announced) = run?;
+            eprintln!("client driver: {announced}");
+            results.extend(r);
         }
         Some(Mode::Broker(b)) => {
             if cli.list {

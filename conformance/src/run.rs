@@ -52,6 +52,7 @@ pub async fn live_suite(
             Ok(Ok(())) => Outcome::Pass,
             Ok(Err(CaseError::Fail(why))) => Outcome::Fail(why),
             Ok(Err(CaseError::Skip(why))) => Outcome::Skipped(why),
+            Ok(Err(CaseError::Unsupported(why))) => Outcome::Unsupported(why),
             Err(_) => Outcome::Timeout(case_timeout),
         };
         let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());

@@ -70,6 +70,9 @@ pub enum CaseError {
     /// The case does not apply to this broker (it never promised the
     /// behaviour); the text says why and which flag makes it apply.
     Skip(String),
+    /// The peer under test does not implement what the case needs (a
+    /// client driver answered `unsupported`); the text says why.
+    Unsupported(String),
 }
 
 impl From<String> for CaseError {
