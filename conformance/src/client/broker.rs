@@ -488,14 +488,17 @@ pub fn check_frame(
                 m.type_name()
             ));
         }
+        // The payloads are compared (a different length shows in the
+        // header too, but the payload says where the text went wrong).
         if let Ok(want) = frame.to_bytes() {
-            if let Some(i) = first_difference(raw, &want) {
+            let (got, want) = (raw.get(12..).unwrap_or(&[]), want.get(12..).unwrap_or(&[]));
+            if let Some(i) = first_difference(got, want) {
                 v.push(format!(
-                    "{at}: JSON {} differs from the canonical encoding at byte {i} (payload byte {}): want `{}`, got `{}`",
+                    "{at}: JSON {} differs from the canonical encoding at payload byte {i} (frame byte {}): want `{}`, got `{}`",
                     m.type_name(),
-                    i.saturating_sub(12),
-                    around(&want, i),
-                    around(raw, i)
+                    i + 12,
+                    around(want, i),
+                    around(got, i)
                 ));
             }
         }
@@ -694,14 +697,13 @@ mod tests {
         raw.extend_from_slice(text);
         let v = check_frame("s", Role::Control, 1, KNOWN_FLAGS, 0, &frame, &raw);
         assert_eq!(v.len(), 1, "{v:?}");
-        let at = 12 + text.len() - 1;
-        assert!(
-            v[0].starts_with(&format!(
-                "s, frame 1: JSON cache_put differs from the canonical encoding at byte {at} (payload byte {})",
-                at - 12
-            )),
-            "{}",
-            v[0]
+        let at = text.len() - 1;
+        assert_eq!(
+            v[0],
+            format!(
+                "s, frame 1: JSON cache_put differs from the canonical encoding at payload byte {at} (frame byte {}): want `e\":\"dg==\",\"request_id\":1,\"ttl_ms\":null}}`, got `e\":\"dg==\",\"request_id\":1}}`",
+                at + 12
+            )
         );
     }
 
