@@ -31,6 +31,9 @@ pub enum Outcome {
     Unsupported(String),
     /// Did not finish in time.
     Timeout(Duration),
+    /// Not applicable to this peer (it never promised the behaviour, e.g.
+    /// offsets on live batches); the text says why and how to enable it.
+    Skipped(String),
 }
 
 /// The verdict on one case after levels and expected failures.
@@ -49,6 +52,8 @@ pub enum Verdict {
     Warn,
     /// The testee does not implement it: counted apart, not a pass.
     Unsupported,
+    /// Not applicable to this peer: counted apart, not a pass.
+    Skipped,
 }
 
 /// One finished case.
@@ -101,11 +106,12 @@ impl ExpectedFailures {
 pub fn verdict(level: Level, outcome: &Outcome, expected_fail: bool) -> (Verdict, Option<String>) {
     let detail = match outcome {
         Outcome::Pass => None,
-        Outcome::Fail(d) | Outcome::Unsupported(d) => Some(d.clone()),
+        Outcome::Fail(d) | Outcome::Unsupported(d) | Outcome::Skipped(d) => Some(d.clone()),
         Outcome::Timeout(t) => Some(format!("timed out after {} ms", t.as_millis())),
     };
     let v = match (outcome, expected_fail, level) {
         (Outcome::Unsupported(_), _, _) => Verdict::Unsupported,
+        (Outcome::Skipped(_), _, _) => Verdict::Skipped,
         (Outcome::Pass, true, _) => Verdict::UnexpectedPass,
         (Outcome::Pass, false, _) => Verdict::Pass,
         (_, true, _) => Verdict::ExpectedFail,
@@ -153,6 +159,11 @@ mod tests {
         assert_eq!(
             verdict(Level::Required, &Outcome::Unsupported("no".into()), false).0,
             Verdict::Unsupported
+        );
+        assert_eq!(
+            verdict(Level::Required, &Outcome::Skipped("n/a".into()), true),
+            (Verdict::Skipped, Some("n/a".into())),
+            "a skipped case neither fails nor counts as an expected failure"
         );
         let ran: BTreeSet<String> = ["broker/a".to_string()].into();
         assert_eq!(xf.unknown(&ran).collect::<Vec<_>>(), ["broker/b"]);

@@ -11,10 +11,14 @@
 //! - [`vectors`]: `vectors` mode (our codec).
 //! - [`driver`]: `codec` mode: the driver protocol to an external testee.
 //! - [`peer`] and [`live`]: a raw QUIC peer and the live broker suite.
+//! - [`client`]: `client` mode: a scripted broker drives a client through
+//!   the client driver protocol (`src/bin/felix-client-driver.rs` drives
+//!   ours).
 //! - [`embedded`]: the reference broker in-process, for the default run.
 //! - [`inspect`]: `decode` / `encode` for debugging frames.
 
 pub mod case;
+pub mod client;
 pub mod driver;
 pub mod embedded;
 pub mod inspect;

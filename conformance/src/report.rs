@@ -5,7 +5,7 @@
 //! "expected_failures", "unexpected_passes", "warnings", "unsupported"},
 //! "cases": [{"id", "level", "verdict", "detail"?, "millis"}]}` with
 //! verdicts `pass`, `fail`, `expected_fail`, `unexpected_pass`, `warn`,
-//! `unsupported`.
+//! `unsupported`, `skipped`.
 
 use std::fmt::Write as _;
 
@@ -28,6 +28,8 @@ pub struct Summary {
     pub warnings: usize,
     /// Answered "unsupported".
     pub unsupported: usize,
+    /// Not applicable to this peer.
+    pub skipped: usize,
 }
 
 impl Summary {
@@ -45,6 +47,7 @@ impl Summary {
                 Verdict::UnexpectedPass => s.unexpected_passes += 1,
                 Verdict::Warn => s.warnings += 1,
                 Verdict::Unsupported => s.unsupported += 1,
+                Verdict::Skipped => s.skipped += 1,
             }
         }
         s
@@ -64,6 +67,7 @@ fn tag(v: Verdict) -> &'static str {
         Verdict::UnexpectedPass => "XPASS",
         Verdict::Warn => "WARN",
         Verdict::Unsupported => "UNSUP",
+        Verdict::Skipped => "SKIP",
     }
 }
 
@@ -88,8 +92,8 @@ pub fn human(results: &[CaseResult], verbose: bool) -> String {
     let s = Summary::of(results);
     let _ = writeln!(
         out,
-        "{} cases: {} passed, {} failed, {} expected failures, {} unexpected passes, {} warnings (recommended), {} unsupported",
-        s.total, s.passed, s.failed, s.expected_failures, s.unexpected_passes, s.warnings, s.unsupported
+        "{} cases: {} passed, {} failed, {} expected failures, {} unexpected passes, {} warnings (recommended), {} skipped (not applicable), {} unsupported",
+        s.total, s.passed, s.failed, s.expected_failures, s.unexpected_passes, s.warnings, s.skipped, s.unsupported
     );
     let _ = writeln!(
         out,
@@ -154,7 +158,7 @@ pub fn junit(results: &[CaseResult]) -> String {
             .filter(|c| {
                 matches!(
                     c.verdict,
-                    Verdict::Unsupported | Verdict::ExpectedFail | Verdict::Warn
+                    Verdict::Unsupported | Verdict::ExpectedFail | Verdict::Warn | Verdict::Skipped
                 )
             })
             .count();

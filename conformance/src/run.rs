@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::case::{self, CaseResult, ExpectedFailures, Level, Outcome};
-use crate::live::{self, Ctx, LiveConfig};
+use crate::live::{self, CaseError, Ctx, LiveConfig};
 
 /// Options every mode shares.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +33,8 @@ impl Selection {
     }
 }
 
-/// Runs the live suite; `progress` is told about each finished case.
+/// Runs the live suite in the order of [`live::all`] (destructive cases
+/// last); `progress` is told about each finished case.
 pub async fn live_suite(
     cfg: LiveConfig,
     case_timeout: Duration,
@@ -49,7 +50,9 @@ pub async fn live_suite(
         let t0 = Instant::now();
         let outcome = match tokio::time::timeout(case_timeout, (c.run)(&ctx)).await {
             Ok(Ok(())) => Outcome::Pass,
-            Ok(Err(why)) => Outcome::Fail(why),
+            Ok(Err(CaseError::Fail(why))) => Outcome::Fail(why),
+            Ok(Err(CaseError::Skip(why))) => Outcome::Skipped(why),
+            Ok(Err(CaseError::Unsupported(why))) => Outcome::Unsupported(why),
             Err(_) => Outcome::Timeout(case_timeout),
         };
         let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());

@@ -253,6 +253,8 @@ async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
             &addr,
             "--cert",
             &cert,
+            "--replay-capacity",
+            "1024",
             "--filter",
             "broker/pubsub/cursor_too_old",
         ])
@@ -261,7 +263,7 @@ async fn a_misconfigured_replay_ring_is_named_in_the_failure() {
     .expect("join");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("for a replay ring of 1024 (set --replay-capacity)"),
+        stdout(&out).contains("for a replay ring of 1024 (--replay-capacity)"),
         "{}",
         stdout(&out)
     );

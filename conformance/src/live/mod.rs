@@ -5,6 +5,19 @@
 //! one stream name for brokers whose streams must be declared); offsets
 //! are always measured relative to the stream's tail, so existing history
 //! does not matter.
+//!
+//! The suite is fair to every felix-wire broker: it demands only what v1
+//! promises (docs/conformance.md, "What the live suite may demand").
+//! - The tail is found with an `in_future` probe (a `subscribe` from an
+//!   offset far past any tail answers `available` = tail), never from the
+//!   `base_offset` of live batches: Felix sends none on in-memory streams.
+//! - Cases that need offsets on live batches are skipped (not failed) when
+//!   the broker sends none, unless the tester says it does
+//!   ([`LiveConfig::sends_offsets`]).
+//! - `cursor_too_old` runs only when the tester gives the broker's bounded
+//!   history ([`LiveConfig::replay_capacity`]).
+//! - Destructive cases (ones that may stop a broker from accepting, such as
+//!   a handshake offering ALPN against Felix) run after all others.
 
 mod cases;
 
@@ -31,8 +44,13 @@ pub struct LiveConfig {
     pub stream: Option<String>,
     /// Cache name for cache cases.
     pub cache: String,
-    /// The broker's replay ring size (for the too_old case).
-    pub replay_capacity: u64,
+    /// The broker's replay ring size, if its history is bounded: the
+    /// `too_old` case runs only then (a durable stream never answers it).
+    pub replay_capacity: Option<u64>,
+    /// The tester promises `base_offset` on live batches to subscribers
+    /// that negotiated `0x0020`: offset cases then fail instead of being
+    /// skipped when offsets are missing.
+    pub sends_offsets: bool,
     /// Per-operation timeout.
     pub timeout: Duration,
 }
@@ -44,8 +62,33 @@ pub struct Ctx {
     nonce: String,
 }
 
+/// Why a case did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseError {
+    /// The broker did something wrong; the text says what.
+    Fail(String),
+    /// The case does not apply to this broker (it never promised the
+    /// behaviour); the text says why and which flag makes it apply.
+    Skip(String),
+    /// The peer under test does not implement what the case needs (a
+    /// client driver answered `unsupported`); the text says why.
+    Unsupported(String),
+}
+
+impl From<String> for CaseError {
+    fn from(s: String) -> Self {
+        CaseError::Fail(s)
+    }
+}
+
+impl From<&str> for CaseError {
+    fn from(s: &str) -> Self {
+        CaseError::Fail(s.to_string())
+    }
+}
+
 /// A boxed case future.
-pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CaseError>> + Send + 'a>>;
 
 /// One live case.
 pub struct LiveCase {
@@ -55,6 +98,9 @@ pub struct LiveCase {
     pub level: Level,
     /// What it checks, one line.
     pub about: &'static str,
+    /// May leave a broker unable to serve later cases (Felix's accept loop
+    /// ends after one failed handshake): such cases run after all others.
+    pub destructive: bool,
     /// The check.
     pub run: for<'a> fn(&'a Ctx) -> CaseFuture<'a>,
 }
@@ -205,3 +251,36 @@ pub fn error_text(f: &Frame) -> Result<String, String> {
         other => Err(format!("expected an error frame, got {}", describe(other))),
     }
 }
+
+/// What the suite says when a stream ends where an `error` frame was due:
+/// a lost frame (Felix can drop an error it queued just before closing the
+/// stream) is told apart from a wrong one.
+pub const LOST_ERROR: &str = "the stream ended before the expected error frame";
+
+/// Reads the next frame, which must be an `error`; returns its text. A
+/// stream that ends (or is reset) first is reported as [`LOST_ERROR`].
+pub async fn recv_error(r: &mut Reader, want: &str) -> Result<String, String> {
+    match r.next().await {
+        Ok(Some(f)) => error_text(&f),
+        Ok(None) => Err(format!(
+            "{LOST_ERROR} {want:?} (the stream finished without it: the frame was lost, or never sent)"
+        )),
+        Err(e) if e.contains("reset") || e.contains("lost") => Err(format!(
+            "{LOST_ERROR} {want:?} (the stream was reset without it: {e})"
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Expects an `error` frame with exactly `want`.
+pub async fn expect_error(r: &mut Reader, want: &str) -> Result<(), String> {
+    let text = recv_error(r, want).await?;
+    if text == want {
+        Ok(())
+    } else {
+        Err(format!("expected error {want:?}, got {text:?}"))
+    }
+}
+
+/// An offset far past any real tail: the `in_future` probe's cursor.
+pub const PROBE_OFFSET: u64 = u64::MAX / 2;
