@@ -4,12 +4,14 @@
 //! The frame: a payload layout chosen by the header's flags.
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::layouts::*;
 use crate::generated::messages::Message;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// The payload layout a valid flags value selects.
@@ -170,6 +172,7 @@ impl Frame {
     }
 
     /// The frame in the neutral vector form `{"flags", "kind", "fields"}`.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         let (kind, fields): (&str, Map<String, Value>) = match self {
             Frame::Json(m) => (m.type_name(), m.to_neutral()),
@@ -183,6 +186,7 @@ impl Frame {
     }
 
     /// Builds a frame from the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(value: &Value) -> Result<Frame, NeutralError> {
         let (flags, kind, fields) = neutral::split_frame(value)?;
         let frame = match kind {

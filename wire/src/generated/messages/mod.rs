@@ -4,10 +4,12 @@
 //! JSON messages (header flags 0): one module per message, and [`Message`].
 
 use bytes::BufMut;
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::json::JsonReader;
+#[cfg(feature = "vectors")]
 use crate::neutral::NeutralError;
 use crate::Direction;
 
@@ -273,6 +275,7 @@ impl Message {
     }
 
     /// The fields in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         match self {
             Message::Auth(m) => m.to_neutral(),
@@ -297,6 +300,7 @@ impl Message {
     }
 
     /// Builds a message from its `type` and neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(
         type_name: &str,
         fields: &Map<String, Value>,
