@@ -31,6 +31,14 @@
 //! [`Direction`] and [`truncate_utf8`]. The modules below are private, as
 //! h2 keeps its codec and prost its `encoding`.
 //!
+//! Each message and layout is a codec with one verb pair, as quinn's `Codec`
+//! is: `decode` from a payload, `encode` into a `BufMut`, and `encoded_len`
+//! for the exact size (a layout also has `check`, which `encode` expects to
+//! have passed). [`Frame`] adds the header: [`Frame::decode`],
+//! [`Frame::encode`] and [`Frame::to_bytes`] for whole frames,
+//! [`Frame::decode_payload`], [`Frame::encode_payload`] and
+//! [`Frame::payload_len`] for the payload alone.
+//!
 //! The `vectors` feature (off by default; pulls `serde_json` and `hex`) adds
 //! the `vectors` module and the `to_neutral`/`from_neutral` methods: the
 //! language-neutral JSON form the test vectors use, for tests and

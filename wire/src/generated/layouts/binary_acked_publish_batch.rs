@@ -87,8 +87,8 @@ impl BinaryAckedPublishBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.tenant_id.len();
@@ -118,8 +118,8 @@ impl BinaryAckedPublishBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_uint(dst, &self.request_id);
         dst.put_u8(AckMode::to_byte(&self.ack_mode).unwrap_or_default());
         binary::put_str16(dst, &self.tenant_id);

@@ -79,8 +79,8 @@ impl BinaryEventBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         if let Some(v) = &self.base_offset {
@@ -102,8 +102,8 @@ impl BinaryEventBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_uint(dst, &self.subscription_id);
         if let Some(v) = &self.base_offset {
             binary::put_uint(dst, v);

@@ -66,8 +66,8 @@ impl BinaryPublishAck {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.message.len();
@@ -87,8 +87,8 @@ impl BinaryPublishAck {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_u8(AckStatus::to_byte(&self.status).unwrap_or_default());
         binary::put_uint(dst, &self.request_id);
         binary::put_str16(dst, &self.message);

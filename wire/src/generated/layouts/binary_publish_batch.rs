@@ -77,8 +77,8 @@ impl BinaryPublishBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.tenant_id.len();
@@ -102,8 +102,8 @@ impl BinaryPublishBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_str16(dst, &self.tenant_id);
         binary::put_str16(dst, &self.namespace);
         binary::put_str16(dst, &self.stream);

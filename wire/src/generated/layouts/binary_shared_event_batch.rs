@@ -74,8 +74,8 @@ impl BinarySharedEventBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         if let Some(v) = &self.base_offset {
@@ -97,8 +97,8 @@ impl BinarySharedEventBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         if let Some(v) = &self.base_offset {
             binary::put_uint(dst, v);
         }

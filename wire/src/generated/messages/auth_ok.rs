@@ -29,15 +29,16 @@ impl AuthOk {
     pub const TYPE: &'static str = "auth_ok";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 34;
         n += json::uint_len(&self.server_flags);
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"auth_ok\"");
         dst.put_slice(b",\"server_flags\":");
         json::put_uint(dst, &self.server_flags);

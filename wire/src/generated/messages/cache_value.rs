@@ -40,7 +40,7 @@ impl CacheValue {
     pub const TYPE: &'static str = "cache_value";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 73;
         n += json::str_len(&self.tenant_id);
@@ -57,8 +57,9 @@ impl CacheValue {
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"cache_value\"");
         dst.put_slice(b",\"tenant_id\":");
         json::put_str(dst, &self.tenant_id);

@@ -29,15 +29,16 @@ impl PublishOk {
     pub const TYPE: &'static str = "publish_ok";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 35;
         n += json::uint_len(&self.request_id);
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"publish_ok\"");
         dst.put_slice(b",\"request_id\":");
         json::put_uint(dst, &self.request_id);

@@ -33,7 +33,7 @@ impl SubscribeCursorError {
     pub const TYPE: &'static str = "subscribe_cursor_error";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 69;
         n += CursorErrorReason::json_len(&self.reason);
@@ -42,8 +42,9 @@ impl SubscribeCursorError {
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"subscribe_cursor_error\"");
         dst.put_slice(b",\"reason\":");
         CursorErrorReason::write_json(&self.reason, dst);
