@@ -1,13 +1,14 @@
 //! The resolved model: the validated spec with every name, type and literal
 //! the templates need already worked out.
 //!
-//! Templates stay free of logic beyond `if`/`for`: anything that needs a
-//! decision (Rust type of a field, the literal bytes before a JSON value) is
-//! computed here once, so the generated code and the docs agree by
-//! construction. Backends for other languages (see [`crate::render`]) add
-//! their own naming on top, in their module, from the typed kinds here
-//! ([`JsonType`], [`BinType`], [`Presence`]), so their templates `match` on
-//! types instead of comparing strings.
+//! Templates stay free of logic beyond `if`/`for`/`match`: anything that
+//! needs a decision (Rust type of a field, the literal bytes before a JSON
+//! value) is computed here once, so the generated code and the docs agree by
+//! construction. A field's type and presence rule are typed ([`JsonType`],
+//! [`BinType`], [`Presence`]), and every backend's templates `match` on them
+//! (as uniffi's do) instead of comparing strings, so a new type is a compile
+//! error in each template that forgot it. Backends for other languages (see
+//! [`crate::render`]) add their own naming on top, in their module.
 
 use crate::spec::{Direction, FlagRole, JsonFieldDef, Spec};
 
@@ -258,18 +259,12 @@ pub struct JsonFieldModel {
     pub name: String,
     /// `message.key`, used in errors.
     pub qualified: String,
-    /// `string`, `u16`, `u64`, `bytes`, `bytes_list` or `enum`.
-    pub kind: &'static str,
-    /// Enum name for `enum` fields.
-    pub enum_name: String,
+    /// The type.
+    pub ty: JsonType,
     /// Spec type text.
     pub spec_type: String,
-    /// `required`, `omit`, `null` or `nullable`.
-    pub presence: &'static str,
-    /// The type, typed.
-    pub ty: JsonType,
-    /// The presence rule, typed.
-    pub rule: Presence,
+    /// The presence rule (displays as its spec name, `required`...).
+    pub presence: Presence,
     /// Rust type of the value (without Option).
     pub rust_type: String,
     /// Rust type of the struct field.
@@ -285,7 +280,14 @@ pub struct JsonFieldModel {
 impl JsonFieldModel {
     /// The struct field is an `Option`.
     pub fn optional(&self) -> bool {
-        self.presence != "required"
+        self.presence != Presence::Required
+    }
+    /// The spec enum's name for enum fields, or empty.
+    pub fn enum_name(&self) -> &str {
+        match &self.ty {
+            JsonType::Enum(name) => name,
+            _ => "",
+        }
     }
     /// The neutral (vector) form is the value itself (strings and integers).
     pub fn neutral_is_identity(&self) -> bool {
@@ -333,12 +335,8 @@ pub struct BinFieldModel {
     pub name: String,
     /// `layout.field`, used in errors.
     pub qualified: String,
-    /// `u8` `u16` `u32` `u64` `str16` `bytes32` or `enum`.
-    pub kind: &'static str,
-    /// The type, typed.
+    /// The type.
     pub ty: BinType,
-    /// Enum name for `enum` fields.
-    pub enum_name: String,
     /// Spec type text.
     pub spec_type: String,
     /// Name of the list this count field counts.
@@ -365,6 +363,13 @@ impl BinFieldModel {
     /// Size in bytes of the fixed part (the length prefix of str16/bytes32).
     pub fn size(&self) -> usize {
         self.ty.fixed_size()
+    }
+    /// The spec enum's name for enum fields, or empty.
+    pub fn enum_name(&self) -> &str {
+        match &self.ty {
+            BinType::Enum(name) => name,
+            _ => "",
+        }
     }
     /// The neutral (vector) form is the value itself (strings and integers).
     pub fn neutral_is_identity(&self) -> bool {
@@ -452,42 +457,19 @@ fn direction(d: Direction) -> (&'static str, &'static str) {
     }
 }
 
-fn presence_name(p: Presence) -> &'static str {
-    match p {
-        Presence::Required => "required",
-        Presence::Omit => "omit",
-        Presence::Null => "null",
-        Presence::Nullable => "nullable",
-    }
-}
-
 fn json_field(spec: &Spec, message: &str, f: &JsonFieldDef) -> JsonFieldModel {
-    let (kind, ty, rust_type, enum_name) = match f.ty.as_str() {
-        "string" => (
-            "string",
-            JsonType::String,
-            "String".to_string(),
-            String::new(),
-        ),
-        "u16" => ("u16", JsonType::U16, "u16".to_string(), String::new()),
-        "u64" => ("u64", JsonType::U64, "u64".to_string(), String::new()),
-        "bytes" => ("bytes", JsonType::Bytes, "Bytes".to_string(), String::new()),
-        "list<bytes>" => (
-            "bytes_list",
-            JsonType::BytesList,
-            "Vec<Bytes>".to_string(),
-            String::new(),
-        ),
+    let (ty, rust_type) = match f.ty.as_str() {
+        "string" => (JsonType::String, "String"),
+        "u16" => (JsonType::U16, "u16"),
+        "u64" => (JsonType::U64, "u64"),
+        "bytes" => (JsonType::Bytes, "Bytes"),
+        "list<bytes>" => (JsonType::BytesList, "Vec<Bytes>"),
         other => {
             debug_assert!(spec.enums.iter().any(|e| e.name == other));
-            (
-                "enum",
-                JsonType::Enum(other.to_string()),
-                other.to_string(),
-                other.to_string(),
-            )
+            (JsonType::Enum(other.to_string()), other)
         }
     };
+    let rust_type = rust_type.to_string();
     let field_type = if f.presence == Presence::Required {
         rust_type.clone()
     } else {
@@ -497,12 +479,9 @@ fn json_field(spec: &Spec, message: &str, f: &JsonFieldDef) -> JsonFieldModel {
     JsonFieldModel {
         name: f.name.clone(),
         qualified: format!("{message}.{}", f.name),
-        kind,
-        enum_name,
-        spec_type: f.ty.clone(),
-        presence: presence_name(f.presence),
         ty,
-        rule: f.presence,
+        spec_type: f.ty.clone(),
+        presence: f.presence,
         rust_type,
         field_type,
         key_len: key.len(),
@@ -644,7 +623,7 @@ impl Model {
                     + 1
                     + fields
                         .iter()
-                        .filter(|f| f.presence != "omit")
+                        .filter(|f| f.presence != Presence::Omit)
                         .map(|f| f.key_len)
                         .sum::<usize>();
                 let rust = message_type_name(&m.name);
@@ -709,33 +688,16 @@ impl Model {
                     .fields
                     .iter()
                     .map(|f| {
-                        let (kind, ty, rust_type, enum_name, size) = match f.ty.as_str() {
-                            "u8" => ("u8", BinType::U8, "u8".to_string(), String::new(), "1"),
-                            "u16" => ("u16", BinType::U16, "u16".to_string(), String::new(), "2"),
-                            "u32" => ("u32", BinType::U32, "u32".to_string(), String::new(), "4"),
-                            "u64" => ("u64", BinType::U64, "u64".to_string(), String::new(), "8"),
-                            "str16" => (
-                                "str16",
-                                BinType::Str16,
-                                "String".to_string(),
-                                String::new(),
-                                "2 + n",
-                            ),
-                            "bytes32" => (
-                                "bytes32",
-                                BinType::Bytes32,
-                                "Bytes".to_string(),
-                                String::new(),
-                                "4 + n",
-                            ),
-                            other => (
-                                "enum",
-                                BinType::Enum(other.to_string()),
-                                other.to_string(),
-                                other.to_string(),
-                                "1",
-                            ),
+                        let (ty, rust_type, size) = match f.ty.as_str() {
+                            "u8" => (BinType::U8, "u8", "1"),
+                            "u16" => (BinType::U16, "u16", "2"),
+                            "u32" => (BinType::U32, "u32", "4"),
+                            "u64" => (BinType::U64, "u64", "8"),
+                            "str16" => (BinType::Str16, "String", "2 + n"),
+                            "bytes32" => (BinType::Bytes32, "Bytes", "4 + n"),
+                            other => (BinType::Enum(other.to_string()), other, "1"),
                         };
+                        let rust_type = rust_type.to_string();
                         let field_type = if f.repeat.is_some() {
                             format!("Vec<{rust_type}>")
                         } else if f.present_if.is_some() {
@@ -753,9 +715,7 @@ impl Model {
                         BinFieldModel {
                             name: f.name.clone(),
                             qualified: format!("{}.{}", l.name, f.name),
-                            kind,
                             ty,
-                            enum_name,
                             spec_type: f.ty.clone(),
                             count_of: f.count_of.clone(),
                             repeat: f.repeat.clone(),
@@ -772,12 +732,7 @@ impl Model {
                 let min_len = fields
                     .iter()
                     .filter(|f| f.present_if.is_none() && f.repeat.is_none())
-                    .map(|f| match f.kind {
-                        "u8" | "enum" => 1,
-                        "u16" | "str16" => 2,
-                        "u32" | "bytes32" => 4,
-                        _ => 8,
-                    })
+                    .map(BinFieldModel::size)
                     .sum();
                 LayoutModel {
                     name: l.name.clone(),

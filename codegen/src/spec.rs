@@ -221,6 +221,24 @@ pub enum Presence {
     Nullable,
 }
 
+impl Presence {
+    /// The rule's name in the spec (`required`, `omit`, `null`, `nullable`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Presence::Required => "required",
+            Presence::Omit => "omit",
+            Presence::Null => "null",
+            Presence::Nullable => "nullable",
+        }
+    }
+}
+
+impl std::fmt::Display for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One JSON field.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

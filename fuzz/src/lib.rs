@@ -160,15 +160,15 @@ pub fn binary_payload(layout: Layout, data: &[u8]) {
 
 /// The JSON message decoder.
 pub fn json_message(data: &[u8]) {
-    if let Ok(message) = Message::decode_json(data, 12) {
+    if let Ok(message) = Message::decode(data, 12) {
         let mut text = Vec::new();
-        message.write_json(&mut text);
+        message.encode(&mut text);
         assert_eq!(
             text.len(),
-            message.json_len(),
-            "json_len disagrees with write_json"
+            message.encoded_len(),
+            "encoded_len disagrees with encode"
         );
-        let again = Message::decode_json(&text, 12).expect("our own JSON decodes");
+        let again = Message::decode(&text, 12).expect("our own JSON decodes");
         assert_eq!(again, message, "JSON round trip changed the message");
     }
 }

@@ -177,18 +177,18 @@ fn versus_serde_json(c: &mut Criterion) {
     let mut g = c.benchmark_group("json_vs_serde_json");
     for (name, msg) in [("cache_get", get), ("subscribe_cursor_error", cursor)] {
         let mut text = Vec::new();
-        msg.write_json(&mut text);
+        msg.encode(&mut text);
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_with_input(
             BenchmarkId::new("felix_wire_decode", name),
             &text,
-            |b, t| b.iter(|| Message::decode_json(black_box(t), 12).expect("decode")),
+            |b, t| b.iter(|| Message::decode(black_box(t), 12).expect("decode")),
         );
         let mut out = Vec::with_capacity(256);
         g.bench_with_input(BenchmarkId::new("felix_wire_encode", name), &msg, |b, m| {
             b.iter(|| {
                 out.clear();
-                black_box(m).write_json(&mut out);
+                black_box(m).encode(&mut out);
             })
         });
         match name {

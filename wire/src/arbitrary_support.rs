@@ -4,17 +4,17 @@ use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
 
 /// An arbitrary `Bytes`.
-pub fn bytes(u: &mut Unstructured<'_>) -> Result<Bytes> {
+pub(crate) fn bytes(u: &mut Unstructured<'_>) -> Result<Bytes> {
     Ok(Bytes::from(u.arbitrary::<Vec<u8>>()?))
 }
 
 /// An arbitrary optional `Bytes`.
-pub fn opt_bytes(u: &mut Unstructured<'_>) -> Result<Option<Bytes>> {
+pub(crate) fn opt_bytes(u: &mut Unstructured<'_>) -> Result<Option<Bytes>> {
     Ok(u.arbitrary::<Option<Vec<u8>>>()?.map(Bytes::from))
 }
 
 /// An arbitrary list of `Bytes`.
-pub fn bytes_list(u: &mut Unstructured<'_>) -> Result<Vec<Bytes>> {
+pub(crate) fn bytes_list(u: &mut Unstructured<'_>) -> Result<Vec<Bytes>> {
     Ok(u.arbitrary::<Vec<Vec<u8>>>()?
         .into_iter()
         .map(Bytes::from)

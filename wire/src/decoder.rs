@@ -179,7 +179,7 @@ impl Frame {
             length,
         }
         .write(dst);
-        self.write_payload(dst);
+        self.encode_payload(dst);
         Ok(())
     }
 

@@ -30,7 +30,7 @@ impl NeutralError {
 type Result<T> = std::result::Result<T, NeutralError>;
 
 /// Builds `{"flags", "kind", "fields"}`.
-pub fn frame(flags: u16, kind: &str, fields: Map<String, Value>) -> Value {
+pub(crate) fn frame(flags: u16, kind: &str, fields: Map<String, Value>) -> Value {
     let mut v = Map::new();
     v.insert("flags".into(), flags.into());
     v.insert("kind".into(), kind.into());
@@ -39,7 +39,7 @@ pub fn frame(flags: u16, kind: &str, fields: Map<String, Value>) -> Value {
 }
 
 /// Splits `{"flags", "kind", "fields"}`.
-pub fn split_frame(v: &Value) -> Result<(u16, &str, &Map<String, Value>)> {
+pub(crate) fn split_frame(v: &Value) -> Result<(u16, &str, &Map<String, Value>)> {
     let flags = uint(v.get("flags").unwrap_or(&Value::Null), "flags", u16::MAX)?;
     let kind = v
         .get("kind")
@@ -53,12 +53,12 @@ pub fn split_frame(v: &Value) -> Result<(u16, &str, &Map<String, Value>)> {
 }
 
 /// A field that is present and not null.
-pub fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     fields.get(name).filter(|v| !v.is_null())
 }
 
 /// A field that must be present and not null.
-pub fn required<'a>(
+pub(crate) fn required<'a>(
     fields: &'a Map<String, Value>,
     qualified: &str,
     name: &str,
@@ -67,14 +67,14 @@ pub fn required<'a>(
 }
 
 /// A string value.
-pub fn string(v: &Value, field: &str) -> Result<String> {
+pub(crate) fn string(v: &Value, field: &str) -> Result<String> {
     v.as_str()
         .map(str::to_owned)
         .ok_or_else(|| NeutralError::new(field, "expected a string"))
 }
 
 /// An unsigned integer no larger than `max`.
-pub fn uint<T: TryFrom<u64>>(v: &Value, field: &str, max: T) -> Result<T> {
+pub(crate) fn uint<T: TryFrom<u64>>(v: &Value, field: &str, max: T) -> Result<T> {
     let _ = max;
     v.as_u64()
         .and_then(|n| T::try_from(n).ok())
@@ -82,12 +82,12 @@ pub fn uint<T: TryFrom<u64>>(v: &Value, field: &str, max: T) -> Result<T> {
 }
 
 /// An unsigned integer field as a JSON number.
-pub fn uint_value<T: Copy + Into<u64>>(n: &T) -> Value {
+pub(crate) fn uint_value<T: Copy + Into<u64>>(n: &T) -> Value {
     Value::from((*n).into())
 }
 
 /// Bytes from a hex string.
-pub fn bytes(v: &Value, field: &str) -> Result<Bytes> {
+pub(crate) fn bytes(v: &Value, field: &str) -> Result<Bytes> {
     let s = v
         .as_str()
         .ok_or_else(|| NeutralError::new(field, "expected a hex string"))?;
@@ -97,7 +97,7 @@ pub fn bytes(v: &Value, field: &str) -> Result<Bytes> {
 }
 
 /// A list of byte values from hex strings.
-pub fn bytes_list(v: &Value, field: &str) -> Result<Vec<Bytes>> {
+pub(crate) fn bytes_list(v: &Value, field: &str) -> Result<Vec<Bytes>> {
     v.as_array()
         .ok_or_else(|| NeutralError::new(field, "expected a list of hex strings"))?
         .iter()
@@ -106,11 +106,11 @@ pub fn bytes_list(v: &Value, field: &str) -> Result<Vec<Bytes>> {
 }
 
 /// Bytes as a hex string value.
-pub fn hex(b: &[u8]) -> Value {
+pub(crate) fn hex(b: &[u8]) -> Value {
     Value::from(hex::encode(b))
 }
 
 /// A list of byte values as hex strings.
-pub fn hex_list(items: &[Bytes]) -> Value {
+pub(crate) fn hex_list(items: &[Bytes]) -> Value {
     Value::Array(items.iter().map(|b| hex(b)).collect())
 }

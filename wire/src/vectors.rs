@@ -1,6 +1,10 @@
 //! Loading the language-neutral test vectors (`vectors/`) and checking a
 //! case against this codec. Used by this crate's tests and by
 //! `felix-conformance`; the file format is described in `vectors/README.md`.
+//!
+//! Behind the `vectors` feature, with the `to_neutral`/`from_neutral`
+//! methods of the generated types (the neutral form: `{"flags", "kind",
+//! "fields"}`, bytes as hex) and their [`NeutralError`].
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +12,8 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use crate::{DecodeError, ErrorClass, Frame, FrameDecoder, DEFAULT_MAX_FRAME_BYTES};
+
+pub use crate::neutral::NeutralError;
 
 /// What a case expects.
 #[derive(Debug, Clone, PartialEq)]

@@ -105,7 +105,7 @@ fn error_frame(text: impl Into<String>) -> Bytes {
 }
 
 fn truncate(text: &str) -> String {
-    felix_wire::binary::truncate_utf8(text, ERROR_TEXT_MAX_BYTES as usize).to_string()
+    felix_wire::truncate_utf8(text, ERROR_TEXT_MAX_BYTES as usize).to_string()
 }
 
 impl Session {

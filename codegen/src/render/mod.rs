@@ -17,7 +17,7 @@
 
 use askama::Template;
 
-use crate::model::Model;
+use crate::model::{BinType, Model};
 use crate::GeneratedFile;
 
 pub mod python;

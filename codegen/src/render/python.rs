@@ -207,7 +207,7 @@ impl MessageModel {
     }
     /// Enum names its module imports.
     pub fn py_enum_imports(&self, model: &Model) -> Vec<String> {
-        enum_imports(model, self.fields.iter().map(|f| f.enum_name.as_str()))
+        enum_imports(model, self.fields.iter().map(|f| f.enum_name()))
     }
     /// Dataclass fields in declaration order: required ones (spec order),
     /// then the optional ones, which default to `None`.
@@ -229,7 +229,7 @@ impl LayoutModel {
     }
     /// Enum names its module imports.
     pub fn py_enum_imports(&self, model: &Model) -> Vec<String> {
-        enum_imports(model, self.fields.iter().map(|f| f.enum_name.as_str()))
+        enum_imports(model, self.fields.iter().map(|f| f.enum_name()))
     }
     /// Stored fields in declaration order: required first, then the
     /// conditional ones, which default to `None`.

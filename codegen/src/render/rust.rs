@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use askama::Template;
 
 use super::{render, Backend, RenderError};
-use crate::model::{EnumModel, LayoutModel, MessageModel, Model};
+use crate::model::{BinType, EnumModel, JsonType, LayoutModel, MessageModel, Model, Presence};
 use crate::GeneratedFile;
 
 /// The Rust backend.

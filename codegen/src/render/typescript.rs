@@ -153,7 +153,7 @@ impl MessageModel {
     }
     /// What its module imports from the enums.
     pub fn ts_enum_imports(&self) -> Vec<String> {
-        enum_imports(self.fields.iter().map(|f| f.enum_name.as_str()))
+        enum_imports(self.fields.iter().map(|f| f.enum_name()))
     }
 }
 
@@ -168,7 +168,7 @@ impl LayoutModel {
     }
     /// What its module imports from the enums.
     pub fn ts_enum_imports(&self) -> Vec<String> {
-        enum_imports(self.fields.iter().map(|f| f.enum_name.as_str()))
+        enum_imports(self.fields.iter().map(|f| f.enum_name()))
     }
     /// Constant names its module imports: flag bits and limits.
     pub fn ts_constants(&self) -> Vec<String> {

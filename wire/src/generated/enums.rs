@@ -5,10 +5,12 @@
 #![allow(unused_imports)]
 
 use bytes::BufMut;
+#[cfg(feature = "vectors")]
 use serde_json::Value;
 
 use crate::error::DecodeError;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// How a publish is acknowledged.
@@ -92,6 +94,7 @@ impl AckMode {
     }
 
     /// The value in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         match self {
             AckMode::None => Value::from("none"),
@@ -101,6 +104,7 @@ impl AckMode {
     }
 
     /// Reads the neutral vector form of field `field`.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(v: &Value, field: &str) -> Result<Self, NeutralError> {
         match v.as_str() {
             Some("none") => Ok(AckMode::None),
@@ -194,6 +198,7 @@ impl StartPosition {
     }
 
     /// The value in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         match self {
             StartPosition::Latest => Value::from("latest"),
@@ -203,6 +208,7 @@ impl StartPosition {
     }
 
     /// Reads the neutral vector form of field `field`.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(v: &Value, field: &str) -> Result<Self, NeutralError> {
         if let Some(o) = v.as_object() {
             if let Some(n) = o.get("offset") {
@@ -275,6 +281,7 @@ impl CursorErrorReason {
     }
 
     /// The value in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         match self {
             CursorErrorReason::TooOld => Value::from("too_old"),
@@ -283,6 +290,7 @@ impl CursorErrorReason {
     }
 
     /// Reads the neutral vector form of field `field`.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(v: &Value, field: &str) -> Result<Self, NeutralError> {
         match v.as_str() {
             Some("too_old") => Ok(CursorErrorReason::TooOld),
@@ -332,6 +340,7 @@ impl AckStatus {
     }
 
     /// The value in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         match self {
             AckStatus::Ok => Value::from("ok"),
@@ -340,6 +349,7 @@ impl AckStatus {
     }
 
     /// Reads the neutral vector form of field `field`.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(v: &Value, field: &str) -> Result<Self, NeutralError> {
         match v.as_str() {
             Some("ok") => Ok(AckStatus::Ok),

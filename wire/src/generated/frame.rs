@@ -4,12 +4,14 @@
 //! The frame: a payload layout chosen by the header's flags.
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::layouts::*;
 use crate::generated::messages::Message;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// The payload layout a valid flags value selects.
@@ -107,7 +109,7 @@ impl Frame {
     pub fn decode_payload(flags: u16, payload: Bytes) -> Result<Frame, DecodeError> {
         let base = HEADER_LEN;
         match Layout::for_flags(flags) {
-            Some(Layout::Json) => Message::decode_json(&payload, base).map(Frame::Json),
+            Some(Layout::Json) => Message::decode(&payload, base).map(Frame::Json),
             Some(Layout::BinaryPublishBatch) => {
                 BinaryPublishBatch::decode(flags, &payload, base).map(Frame::BinaryPublishBatch)
             }
@@ -136,12 +138,12 @@ impl Frame {
     /// Exact payload length (header excluded).
     pub fn payload_len(&self) -> usize {
         match self {
-            Frame::Json(m) => m.json_len(),
-            Frame::BinaryPublishBatch(p) => p.payload_len(),
-            Frame::BinaryAckedPublishBatch(p) => p.payload_len(),
-            Frame::BinaryPublishAck(p) => p.payload_len(),
-            Frame::BinaryEventBatch(p) => p.payload_len(),
-            Frame::BinarySharedEventBatch(p) => p.payload_len(),
+            Frame::Json(m) => m.encoded_len(),
+            Frame::BinaryPublishBatch(p) => p.encoded_len(),
+            Frame::BinaryAckedPublishBatch(p) => p.encoded_len(),
+            Frame::BinaryPublishAck(p) => p.encoded_len(),
+            Frame::BinaryEventBatch(p) => p.encoded_len(),
+            Frame::BinarySharedEventBatch(p) => p.encoded_len(),
         }
     }
 
@@ -157,19 +159,21 @@ impl Frame {
         }
     }
 
-    /// Writes the payload (header excluded). Call [`Frame::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload (header excluded). Call [`Frame::check`] first;
+    /// [`Frame::encode`] does both and writes the header.
+    pub fn encode_payload<B: BufMut>(&self, dst: &mut B) {
         match self {
-            Frame::Json(m) => m.write_json(dst),
-            Frame::BinaryPublishBatch(p) => p.write_payload(dst),
-            Frame::BinaryAckedPublishBatch(p) => p.write_payload(dst),
-            Frame::BinaryPublishAck(p) => p.write_payload(dst),
-            Frame::BinaryEventBatch(p) => p.write_payload(dst),
-            Frame::BinarySharedEventBatch(p) => p.write_payload(dst),
+            Frame::Json(m) => m.encode(dst),
+            Frame::BinaryPublishBatch(p) => p.encode(dst),
+            Frame::BinaryAckedPublishBatch(p) => p.encode(dst),
+            Frame::BinaryPublishAck(p) => p.encode(dst),
+            Frame::BinaryEventBatch(p) => p.encode(dst),
+            Frame::BinarySharedEventBatch(p) => p.encode(dst),
         }
     }
 
     /// The frame in the neutral vector form `{"flags", "kind", "fields"}`.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Value {
         let (kind, fields): (&str, Map<String, Value>) = match self {
             Frame::Json(m) => (m.type_name(), m.to_neutral()),
@@ -183,6 +187,7 @@ impl Frame {
     }
 
     /// Builds a frame from the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(value: &Value) -> Result<Frame, NeutralError> {
         let (flags, kind, fields) = neutral::split_frame(value)?;
         let frame = match kind {

@@ -2,14 +2,15 @@
 // change the spec or the templates in codegen/templates/ and run
 // `cargo run -p felix-codegen`.
 //! Everything derived from the spec: constants, enums, messages, layouts
-//! and the frame type.
+//! and the frame type. The modules are private: only their items are
+//! re-exported, so each type has one public path (at the crate root).
 
-pub mod constants;
-pub mod enums;
-pub mod error_class;
-pub mod frame;
-pub mod layouts;
-pub mod messages;
+mod constants;
+mod enums;
+mod error_class;
+mod frame;
+mod layouts;
+mod messages;
 
 pub use constants::*;
 pub use enums::*;

@@ -2,8 +2,8 @@
 //!
 //! The generated message codecs call these; nothing here knows a message.
 
-pub mod read;
-pub mod write;
+mod read;
+mod write;
 
-pub use read::JsonReader;
-pub use write::*;
+pub(crate) use read::JsonReader;
+pub(crate) use write::*;

@@ -20,7 +20,7 @@ use crate::generated::JSON_MAX_DEPTH;
 
 /// A pull reader over one JSON payload.
 #[derive(Debug, Clone)]
-pub struct JsonReader<'a> {
+pub(crate) struct JsonReader<'a> {
     src: &'a str,
     pos: usize,
     /// Frame offset of `src[0]`, added to every reported offset.
@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, DecodeError>;
 
 impl<'a> JsonReader<'a> {
     /// A reader over `src`, whose first byte sits at frame offset `base`.
-    pub fn new(src: &'a str, base: usize) -> Self {
+    pub(crate) fn new(src: &'a str, base: usize) -> Self {
         JsonReader {
             src,
             pos: 0,
@@ -44,7 +44,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Frame offset of the next unread byte.
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.base + self.pos
     }
 
@@ -66,7 +66,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// The next non-whitespace byte, not consumed.
-    pub fn peek(&mut self) -> Option<u8> {
+    pub(crate) fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
         self.bytes().get(self.pos).copied()
     }
@@ -81,7 +81,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Consumes the `{` that opens an object.
-    pub fn begin_object(&mut self) -> Result<()> {
+    pub(crate) fn begin_object(&mut self) -> Result<()> {
         self.expect(b'{', "expected '{' to open an object")?;
         self.enter()
     }
@@ -98,7 +98,7 @@ impl<'a> JsonReader<'a> {
 
     /// The next key of the current object and its `:`; `None` after the
     /// closing `}`. `first` is true for the first call on an object.
-    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<(Cow<'a, str>, usize)>> {
+    pub(crate) fn next_key(&mut self, first: &mut bool) -> Result<Option<(Cow<'a, str>, usize)>> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
@@ -123,7 +123,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Requires that only whitespace follows the top-level value.
-    pub fn end(&mut self) -> Result<()> {
+    pub(crate) fn end(&mut self) -> Result<()> {
         if self.peek().is_some() {
             return Err(self.malformed("unexpected data after the JSON object"));
         }
@@ -131,7 +131,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Consumes `null` if it is next; tells whether it was.
-    pub fn take_null(&mut self) -> Result<bool> {
+    pub(crate) fn take_null(&mut self) -> Result<bool> {
         if self.peek() == Some(b'n') {
             self.literal("null")?;
             return Ok(true);
@@ -149,7 +149,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Skips one value of any type, bounded by the spec's nesting depth.
-    pub fn skip_value(&mut self) -> Result<()> {
+    pub(crate) fn skip_value(&mut self) -> Result<()> {
         match self.peek() {
             Some(b'{') => {
                 self.begin_object()?;
@@ -179,7 +179,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Moves to the next item of an array; false after the closing `]`.
-    pub fn next_item(&mut self, first: &mut bool) -> Result<bool> {
+    pub(crate) fn next_item(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b']') => {
                 self.pos += 1;
@@ -353,7 +353,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads a string field.
-    pub fn read_str(&mut self, field: &'static str) -> Result<Cow<'a, str>> {
+    pub(crate) fn read_str(&mut self, field: &'static str) -> Result<Cow<'a, str>> {
         if self.peek() != Some(b'"') {
             self.check_value_then(field, "a string")?;
         }
@@ -361,7 +361,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads a string field into an owned `String`.
-    pub fn read_string(&mut self, field: &'static str) -> Result<String> {
+    pub(crate) fn read_string(&mut self, field: &'static str) -> Result<String> {
         self.read_str(field).map(Cow::into_owned)
     }
 
@@ -379,7 +379,12 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads an unsigned integer field that must fit in `max`.
-    pub fn read_uint(&mut self, field: &'static str, ty: &'static str, max: u64) -> Result<u64> {
+    pub(crate) fn read_uint(
+        &mut self,
+        field: &'static str,
+        ty: &'static str,
+        max: u64,
+    ) -> Result<u64> {
         let at = self.offset();
         match self.peek() {
             Some(b'-' | b'0'..=b'9') => {}
@@ -458,18 +463,18 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads a u64 field.
-    pub fn read_u64(&mut self, field: &'static str) -> Result<u64> {
+    pub(crate) fn read_u64(&mut self, field: &'static str) -> Result<u64> {
         self.read_uint(field, "u64", u64::MAX)
     }
 
     /// Reads a u16 field.
-    pub fn read_u16(&mut self, field: &'static str) -> Result<u16> {
+    pub(crate) fn read_u16(&mut self, field: &'static str) -> Result<u16> {
         let n = self.read_uint(field, "u16", u64::from(u16::MAX))?;
         Ok(n as u16)
     }
 
     /// Reads a base64 byte field (canonical, padded, standard alphabet).
-    pub fn read_bytes(&mut self, field: &'static str) -> Result<Bytes> {
+    pub(crate) fn read_bytes(&mut self, field: &'static str) -> Result<Bytes> {
         let at = self.offset();
         let text = self.read_str(field)?;
         base64::engine::general_purpose::STANDARD
@@ -479,7 +484,7 @@ impl<'a> JsonReader<'a> {
     }
 
     /// Reads an array of base64 byte values.
-    pub fn read_bytes_list(&mut self, field: &'static str) -> Result<Vec<Bytes>> {
+    pub(crate) fn read_bytes_list(&mut self, field: &'static str) -> Result<Vec<Bytes>> {
         if self.peek() != Some(b'[') {
             self.check_value_then(field, "an array of base64 strings")?;
         }
@@ -496,7 +501,7 @@ impl<'a> JsonReader<'a> {
     /// Skips the value of a `type` key met while reading a message's
     /// fields: the first is the one already dispatched on, a second is a
     /// [`DecodeError::DuplicateField`] at `at` (as for any other field).
-    pub fn skip_type_once(
+    pub(crate) fn skip_type_once(
         &mut self,
         seen: &mut bool,
         field: &'static str,
@@ -511,7 +516,7 @@ impl<'a> JsonReader<'a> {
     /// Reads `"type"`'s value without consuming the reader: scans the
     /// top-level object for the `type` key, skipping other values (it is
     /// usually first, so this stops at once).
-    pub fn find_type(&self) -> Result<(Cow<'a, str>, usize)> {
+    pub(crate) fn find_type(&self) -> Result<(Cow<'a, str>, usize)> {
         let mut probe = self.clone();
         let start = probe.offset();
         probe.begin_object()?;

@@ -31,7 +31,7 @@ fn escape(b: u8) -> Option<&'static [u8]> {
 
 /// Length of `s` as a quoted JSON string.
 #[inline]
-pub fn str_len(s: &str) -> usize {
+pub(crate) fn str_len(s: &str) -> usize {
     let extra: usize = s
         .bytes()
         .map(|b| match escape(b) {
@@ -45,7 +45,7 @@ pub fn str_len(s: &str) -> usize {
 
 /// Writes `s` as a quoted JSON string.
 #[inline]
-pub fn put_str<B: BufMut>(dst: &mut B, s: &str) {
+pub(crate) fn put_str<B: BufMut>(dst: &mut B, s: &str) {
     dst.put_u8(b'"');
     let bytes = s.as_bytes();
     let mut run = 0;
@@ -65,13 +65,13 @@ pub fn put_str<B: BufMut>(dst: &mut B, s: &str) {
 
 /// Decimal length of `n`.
 #[inline]
-pub fn u64_len(n: u64) -> usize {
+pub(crate) fn u64_len(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Writes `n` in decimal.
 #[inline]
-pub fn put_u64<B: BufMut>(dst: &mut B, n: u64) {
+pub(crate) fn put_u64<B: BufMut>(dst: &mut B, n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = n;
@@ -89,25 +89,25 @@ pub fn put_u64<B: BufMut>(dst: &mut B, n: u64) {
 /// Decimal length of an unsigned integer field (by reference, as the
 /// generated code holds it).
 #[inline]
-pub fn uint_len<T: Copy + Into<u64>>(n: &T) -> usize {
+pub(crate) fn uint_len<T: Copy + Into<u64>>(n: &T) -> usize {
     u64_len((*n).into())
 }
 
 /// Writes an unsigned integer field in decimal.
 #[inline]
-pub fn put_uint<B: BufMut, T: Copy + Into<u64>>(dst: &mut B, n: &T) {
+pub(crate) fn put_uint<B: BufMut, T: Copy + Into<u64>>(dst: &mut B, n: &T) {
     put_u64(dst, (*n).into())
 }
 
 /// Length of `len` bytes as a quoted padded base64 string.
 #[inline]
-pub fn bytes_len(len: usize) -> usize {
+pub(crate) fn bytes_len(len: usize) -> usize {
     len.div_ceil(3) * 4 + 2
 }
 
 /// Writes `data` as a quoted padded standard base64 string.
 #[inline]
-pub fn put_bytes<B: BufMut>(dst: &mut B, data: &[u8]) {
+pub(crate) fn put_bytes<B: BufMut>(dst: &mut B, data: &[u8]) {
     // Encode through a stack buffer: 768 input bytes -> 1024 output bytes,
     // whole 3-byte groups so only the last chunk carries padding.
     const CHUNK: usize = 768;
@@ -124,7 +124,7 @@ pub fn put_bytes<B: BufMut>(dst: &mut B, data: &[u8]) {
 
 /// Length of a JSON array of base64 strings.
 #[inline]
-pub fn bytes_list_len<T: AsRef<[u8]>>(items: &[T]) -> usize {
+pub(crate) fn bytes_list_len<T: AsRef<[u8]>>(items: &[T]) -> usize {
     2 + items.len().saturating_sub(1)
         + items
             .iter()
@@ -134,7 +134,7 @@ pub fn bytes_list_len<T: AsRef<[u8]>>(items: &[T]) -> usize {
 
 /// Writes a JSON array of base64 strings.
 #[inline]
-pub fn put_bytes_list<B: BufMut, T: AsRef<[u8]>>(dst: &mut B, items: &[T]) {
+pub(crate) fn put_bytes_list<B: BufMut, T: AsRef<[u8]>>(dst: &mut B, items: &[T]) {
     dst.put_u8(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {

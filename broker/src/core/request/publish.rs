@@ -107,11 +107,8 @@ impl PublishRequest {
             (true, Err(why)) => Frame::from(BinaryPublishAck {
                 status: AckStatus::Error,
                 request_id,
-                message: felix_wire::binary::truncate_utf8(
-                    &why.to_string(),
-                    ERROR_TEXT_MAX_BYTES as usize,
-                )
-                .to_string(),
+                message: felix_wire::truncate_utf8(&why.to_string(), ERROR_TEXT_MAX_BYTES as usize)
+                    .to_string(),
             }),
             (false, Ok(())) => Frame::Json(Message::from(PublishOk { request_id })),
             (false, Err(why)) => Frame::Json(Message::from(felix_wire::PublishError {

@@ -5,12 +5,14 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::binary::{self, BinReader};
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::enums::*;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Acked binary publish; answered by exactly one binary publish ack. The prefix comes first so a broker can answer a bad body with an error ack.
@@ -85,8 +87,8 @@ impl BinaryAckedPublishBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.tenant_id.len();
@@ -116,8 +118,8 @@ impl BinaryAckedPublishBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_uint(dst, &self.request_id);
         dst.put_u8(AckMode::to_byte(&self.ack_mode).unwrap_or_default());
         binary::put_str16(dst, &self.tenant_id);
@@ -130,6 +132,7 @@ impl BinaryAckedPublishBatch {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert("request_id".into(), neutral::uint_value(&self.request_id));
@@ -148,6 +151,7 @@ impl BinaryAckedPublishBatch {
     }
 
     /// Builds the value from neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             request_id: neutral::uint(

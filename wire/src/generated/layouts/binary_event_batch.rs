@@ -5,12 +5,14 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::binary::{self, BinReader};
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::enums::*;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Legacy event batch with the subscription id; used for history replay.
@@ -77,8 +79,8 @@ impl BinaryEventBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         if let Some(v) = &self.base_offset {
@@ -100,8 +102,8 @@ impl BinaryEventBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_uint(dst, &self.subscription_id);
         if let Some(v) = &self.base_offset {
             binary::put_uint(dst, v);
@@ -113,6 +115,7 @@ impl BinaryEventBatch {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert(
@@ -131,6 +134,7 @@ impl BinaryEventBatch {
     }
 
     /// Builds the value from neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             subscription_id: neutral::uint(

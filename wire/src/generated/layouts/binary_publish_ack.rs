@@ -5,12 +5,14 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::binary::{self, BinReader};
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::enums::*;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Answer to one acked binary publish batch. An ok ack is exactly 11 bytes.
@@ -64,8 +66,8 @@ impl BinaryPublishAck {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.message.len();
@@ -85,14 +87,15 @@ impl BinaryPublishAck {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_u8(AckStatus::to_byte(&self.status).unwrap_or_default());
         binary::put_uint(dst, &self.request_id);
         binary::put_str16(dst, &self.message);
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert("status".into(), AckStatus::to_neutral(&self.status));
@@ -102,6 +105,7 @@ impl BinaryPublishAck {
     }
 
     /// Builds the value from neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             status: AckStatus::from_neutral(

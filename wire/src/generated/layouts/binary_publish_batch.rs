@@ -5,12 +5,14 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::binary::{self, BinReader};
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::enums::*;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Unacked binary publish; never answered.
@@ -75,8 +77,8 @@ impl BinaryPublishBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         n += self.tenant_id.len();
@@ -100,8 +102,8 @@ impl BinaryPublishBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         binary::put_str16(dst, &self.tenant_id);
         binary::put_str16(dst, &self.namespace);
         binary::put_str16(dst, &self.stream);
@@ -112,6 +114,7 @@ impl BinaryPublishBatch {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert(
@@ -128,6 +131,7 @@ impl BinaryPublishBatch {
     }
 
     /// Builds the value from neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             tenant_id: neutral::string(

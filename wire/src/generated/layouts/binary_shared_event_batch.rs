@@ -5,12 +5,14 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::binary::{self, BinReader};
 use crate::error::{DecodeError, EncodeError};
 use crate::generated::constants::*;
 use crate::generated::enums::*;
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Live event batch without a subscriber id, encoded once and shared by every subscriber. Payload i has offset base_offset + i.
@@ -72,8 +74,8 @@ impl BinarySharedEventBatch {
         })
     }
 
-    /// Exact payload length.
-    pub fn payload_len(&self) -> usize {
+    /// Exact length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
         if let Some(v) = &self.base_offset {
@@ -95,8 +97,8 @@ impl BinarySharedEventBatch {
         Ok(())
     }
 
-    /// Writes the payload. Call [`Self::check`] first.
-    pub fn write_payload<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the payload. Call [`Self::check`] first.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         if let Some(v) = &self.base_offset {
             binary::put_uint(dst, v);
         }
@@ -107,6 +109,7 @@ impl BinarySharedEventBatch {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         let mut out = Map::new();
         out.insert(
@@ -121,6 +124,7 @@ impl BinarySharedEventBatch {
     }
 
     /// Builds the value from neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             base_offset: match neutral::field(fields, "base_offset") {

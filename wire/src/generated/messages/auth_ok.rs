@@ -5,11 +5,13 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::generated::enums::*;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Reply to an `auth` that carried `client_flags`.
@@ -27,15 +29,16 @@ impl AuthOk {
     pub const TYPE: &'static str = "auth_ok";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 34;
         n += json::uint_len(&self.server_flags);
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"auth_ok\"");
         dst.put_slice(b",\"server_flags\":");
         json::put_uint(dst, &self.server_flags);
@@ -79,6 +82,7 @@ impl AuthOk {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
@@ -91,6 +95,7 @@ impl AuthOk {
 
     /// Builds the message from neutral vector fields.
     #[allow(unused_variables)]
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             server_flags: neutral::uint(

@@ -4,10 +4,12 @@
 //! JSON messages (header flags 0): one module per message, and [`Message`].
 
 use bytes::BufMut;
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::json::JsonReader;
+#[cfg(feature = "vectors")]
 use crate::neutral::NeutralError;
 use crate::Direction;
 
@@ -162,55 +164,55 @@ impl Message {
     }
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         match self {
-            Message::Auth(m) => m.json_len(),
-            Message::AuthOk(m) => m.json_len(),
-            Message::Publish(m) => m.json_len(),
-            Message::PublishBatch(m) => m.json_len(),
-            Message::Subscribe(m) => m.json_len(),
-            Message::Subscribed(m) => m.json_len(),
-            Message::EventStreamHello(m) => m.json_len(),
-            Message::Event(m) => m.json_len(),
-            Message::EventBatch(m) => m.json_len(),
-            Message::CachePut(m) => m.json_len(),
-            Message::CacheGet(m) => m.json_len(),
-            Message::CacheValue(m) => m.json_len(),
-            Message::CacheOk(m) => m.json_len(),
-            Message::PublishOk(m) => m.json_len(),
-            Message::PublishError(m) => m.json_len(),
-            Message::Ok(m) => m.json_len(),
-            Message::Error(m) => m.json_len(),
-            Message::SubscribeCursorError(m) => m.json_len(),
+            Message::Auth(m) => m.encoded_len(),
+            Message::AuthOk(m) => m.encoded_len(),
+            Message::Publish(m) => m.encoded_len(),
+            Message::PublishBatch(m) => m.encoded_len(),
+            Message::Subscribe(m) => m.encoded_len(),
+            Message::Subscribed(m) => m.encoded_len(),
+            Message::EventStreamHello(m) => m.encoded_len(),
+            Message::Event(m) => m.encoded_len(),
+            Message::EventBatch(m) => m.encoded_len(),
+            Message::CachePut(m) => m.encoded_len(),
+            Message::CacheGet(m) => m.encoded_len(),
+            Message::CacheValue(m) => m.encoded_len(),
+            Message::CacheOk(m) => m.encoded_len(),
+            Message::PublishOk(m) => m.encoded_len(),
+            Message::PublishError(m) => m.encoded_len(),
+            Message::Ok(m) => m.encoded_len(),
+            Message::Error(m) => m.encoded_len(),
+            Message::SubscribeCursorError(m) => m.encoded_len(),
         }
     }
 
-    /// Writes the compact JSON encoding.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON.
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         match self {
-            Message::Auth(m) => m.write_json(dst),
-            Message::AuthOk(m) => m.write_json(dst),
-            Message::Publish(m) => m.write_json(dst),
-            Message::PublishBatch(m) => m.write_json(dst),
-            Message::Subscribe(m) => m.write_json(dst),
-            Message::Subscribed(m) => m.write_json(dst),
-            Message::EventStreamHello(m) => m.write_json(dst),
-            Message::Event(m) => m.write_json(dst),
-            Message::EventBatch(m) => m.write_json(dst),
-            Message::CachePut(m) => m.write_json(dst),
-            Message::CacheGet(m) => m.write_json(dst),
-            Message::CacheValue(m) => m.write_json(dst),
-            Message::CacheOk(m) => m.write_json(dst),
-            Message::PublishOk(m) => m.write_json(dst),
-            Message::PublishError(m) => m.write_json(dst),
-            Message::Ok(m) => m.write_json(dst),
-            Message::Error(m) => m.write_json(dst),
-            Message::SubscribeCursorError(m) => m.write_json(dst),
+            Message::Auth(m) => m.encode(dst),
+            Message::AuthOk(m) => m.encode(dst),
+            Message::Publish(m) => m.encode(dst),
+            Message::PublishBatch(m) => m.encode(dst),
+            Message::Subscribe(m) => m.encode(dst),
+            Message::Subscribed(m) => m.encode(dst),
+            Message::EventStreamHello(m) => m.encode(dst),
+            Message::Event(m) => m.encode(dst),
+            Message::EventBatch(m) => m.encode(dst),
+            Message::CachePut(m) => m.encode(dst),
+            Message::CacheGet(m) => m.encode(dst),
+            Message::CacheValue(m) => m.encode(dst),
+            Message::CacheOk(m) => m.encode(dst),
+            Message::PublishOk(m) => m.encode(dst),
+            Message::PublishError(m) => m.encode(dst),
+            Message::Ok(m) => m.encode(dst),
+            Message::Error(m) => m.encode(dst),
+            Message::SubscribeCursorError(m) => m.encode(dst),
         }
     }
 
     /// Decodes a JSON payload; `base` is its offset in the frame (12).
-    pub fn decode_json(payload: &[u8], base: usize) -> Result<Message, DecodeError> {
+    pub fn decode(payload: &[u8], base: usize) -> Result<Message, DecodeError> {
         let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
             field: "json",
             offset: base + e.valid_up_to(),
@@ -273,6 +275,7 @@ impl Message {
     }
 
     /// The fields in the neutral vector form.
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         match self {
             Message::Auth(m) => m.to_neutral(),
@@ -297,6 +300,7 @@ impl Message {
     }
 
     /// Builds a message from its `type` and neutral vector fields.
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(
         type_name: &str,
         fields: &Map<String, Value>,

@@ -5,11 +5,13 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::generated::enums::*;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Publish one payload to a stream.
@@ -38,7 +40,7 @@ impl Publish {
     pub const TYPE: &'static str = "publish";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 65;
         n += json::str_len(&self.tenant_id);
@@ -54,8 +56,9 @@ impl Publish {
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"publish\"");
         dst.put_slice(b",\"tenant_id\":");
         json::put_str(dst, &self.tenant_id);
@@ -185,6 +188,7 @@ impl Publish {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
@@ -217,6 +221,7 @@ impl Publish {
 
     /// Builds the message from neutral vector fields.
     #[allow(unused_variables)]
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             tenant_id: neutral::string(

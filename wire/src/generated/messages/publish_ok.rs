@@ -5,11 +5,13 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::generated::enums::*;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// The acked JSON publish (or batch) with this request id succeeded.
@@ -27,15 +29,16 @@ impl PublishOk {
     pub const TYPE: &'static str = "publish_ok";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 35;
         n += json::uint_len(&self.request_id);
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"publish_ok\"");
         dst.put_slice(b",\"request_id\":");
         json::put_uint(dst, &self.request_id);
@@ -79,6 +82,7 @@ impl PublishOk {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
@@ -88,6 +92,7 @@ impl PublishOk {
 
     /// Builds the message from neutral vector fields.
     #[allow(unused_variables)]
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             request_id: neutral::uint(

@@ -5,11 +5,13 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::generated::enums::*;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// Subscribe on a fresh control stream; the client then finishes its send side.
@@ -35,7 +37,7 @@ impl Subscribe {
     pub const TYPE: &'static str = "subscribe";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 56;
         n += json::str_len(&self.tenant_id);
@@ -50,8 +52,9 @@ impl Subscribe {
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"subscribe\"");
         dst.put_slice(b",\"tenant_id\":");
         json::put_str(dst, &self.tenant_id);
@@ -165,6 +168,7 @@ impl Subscribe {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
@@ -196,6 +200,7 @@ impl Subscribe {
 
     /// Builds the message from neutral vector fields.
     #[allow(unused_variables)]
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             tenant_id: neutral::string(

@@ -5,11 +5,13 @@
 #![allow(unused_imports)]
 
 use bytes::{BufMut, Bytes};
+#[cfg(feature = "vectors")]
 use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::generated::enums::*;
 use crate::json::{self, JsonReader};
+#[cfg(feature = "vectors")]
 use crate::neutral::{self, NeutralError};
 
 /// The subscription's start offset cannot be served; ends the control stream.
@@ -31,7 +33,7 @@ impl SubscribeCursorError {
     pub const TYPE: &'static str = "subscribe_cursor_error";
 
     /// Exact length of the compact JSON encoding.
-    pub fn json_len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = 69;
         n += CursorErrorReason::json_len(&self.reason);
@@ -40,8 +42,9 @@ impl SubscribeCursorError {
         n
     }
 
-    /// Writes the compact JSON encoding: `type` first, fields in spec order.
-    pub fn write_json<B: BufMut>(&self, dst: &mut B) {
+    /// Encodes the message as compact JSON: `type` first, fields in spec
+    /// order. To decode, use [`Message::decode`](crate::Message::decode).
+    pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_slice(b"{\"type\":\"subscribe_cursor_error\"");
         dst.put_slice(b",\"reason\":");
         CursorErrorReason::write_json(&self.reason, dst);
@@ -120,6 +123,7 @@ impl SubscribeCursorError {
     }
 
     /// The fields in the neutral vector form (absent as null).
+    #[cfg(feature = "vectors")]
     pub fn to_neutral(&self) -> Map<String, Value> {
         #[allow(unused_mut)]
         let mut out = Map::new();
@@ -131,6 +135,7 @@ impl SubscribeCursorError {
 
     /// Builds the message from neutral vector fields.
     #[allow(unused_variables)]
+    #[cfg(feature = "vectors")]
     pub fn from_neutral(fields: &Map<String, Value>) -> Result<Self, NeutralError> {
         Ok(Self {
             reason: CursorErrorReason::from_neutral(
