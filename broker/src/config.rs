@@ -390,6 +390,7 @@ impl Config {
         };
         let defaults = CoreSettings::default();
         let cache_capacity_bytes = pick!(cache_capacity_bytes, defaults.cache_capacity_bytes);
+        let batch_max_events = pick!(batch_max_events, defaults.batch_max_events).max(1);
         let core = CoreSettings {
             server_flags: defaults.server_flags,
             max_frame_bytes: limits.max_frame_bytes,
@@ -403,8 +404,12 @@ impl Config {
             ),
             max_auto_streams: pick!(max_auto_streams, defaults.max_auto_streams),
             max_name_bytes: pick!(max_name_bytes, defaults.max_name_bytes),
-            batch_max_events: pick!(batch_max_events, defaults.batch_max_events).max(1),
-            batch_max_bytes: pick!(batch_max_bytes, defaults.batch_max_bytes).max(1),
+            batch_max_events,
+            // A batch must fit the frame cap with its framing: 20 bytes
+            // (subscription id, offset, count) and 4 per event.
+            batch_max_bytes: pick!(batch_max_bytes, defaults.batch_max_bytes)
+                .min((limits.max_frame_bytes as usize).saturating_sub(20 + 4 * batch_max_events))
+                .max(1),
             batch_linger: Duration::from_micros(pick!(
                 batch_linger_us,
                 defaults.batch_linger.as_micros() as u64

@@ -154,6 +154,44 @@ async fn a_frame_waits_for_the_broker_wide_budget_then_completes() {
 }
 
 #[tokio::test]
+async fn unauthenticated_streams_cannot_hold_the_shared_receive_budget() {
+    let b = start_with(settings(), Authenticator::Dev, |l| {
+        l.max_frame_bytes = 1024 * 1024;
+        // Less than 32 unauthenticated 64 KiB first frames.
+        l.receive_budget = 1024 * 1024 + 12;
+    })
+    .await;
+    let attacker = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    // Headers announcing 64 KiB first frames, and nothing more: each used
+    // to reserve its frame from the pool every connection shares.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let mut c = attacker.open().await;
+        let _ = c.send.write_all(&header(64 * 1024 - 1)).await;
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = &b.broker.core().metrics;
+    assert!(
+        metrics.receive_buffered_bytes.load(Ordering::Relaxed) <= 4 * (64 * 1024 + 12) + 32 * 4096,
+        "unauthenticated streams hold their connection's small pool at most"
+    );
+    assert!(metrics.receive_budget_refusals.load(Ordering::Relaxed) >= 28);
+    // A legitimate client still gets the whole shared budget.
+    let legit = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let mut c = legit.control("t1").await;
+    c.send(publish_frame(700 * 1024, 1)).await;
+    assert_eq!(
+        c.recv().await,
+        Frame::Json(Message::PublishOk(PublishOk { request_id: 1 }))
+    );
+}
+
+#[tokio::test]
 async fn connections_that_never_authenticate_are_closed_and_free_their_slots() {
     let b = start_with(settings(), Authenticator::Dev, |l| {
         l.max_connections = 3;

@@ -586,3 +586,54 @@ async fn in_flight_and_cache_limits_are_answered_and_service_continues() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_subscription_ends_when_its_token_expires() {
+    // The control stream checks the token on every request, but it ends
+    // right after `subscribed`: the event stream used to deliver for ever.
+    let _serial = SERIAL.lock().await;
+    let signer = jwt::key(5);
+    let verifier = felix_broker::core::auth::JwtVerifier::new(&jwt::jwks(&signer)).expect("jwks");
+    let b = start(settings(), Authenticator::Jwt(verifier)).await;
+    let peer = Peer::connect(b.broker.local_addr(), &b.certs)
+        .await
+        .expect("connect");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let perms = ["stream.subscribe:stream:t1/default/*"];
+    let mut s = peer.open().await;
+    s.send(Message::from(felix_wire::Auth {
+        tenant_id: "t1".into(),
+        token: jwt::token(&signer, "felix-broker", now + 2, "t1", &perms),
+        client_flags: None,
+    }))
+    .await;
+    s.recv().await;
+    s.send(Message::from(felix_wire::Subscribe {
+        tenant_id: "t1".into(),
+        namespace: "default".into(),
+        stream: "orders".into(),
+        subscription_id: Some(1),
+        start: None,
+    }))
+    .await;
+    let (_, mut events) = peer.accept_events().await;
+    assert!(matches!(
+        s.recv().await,
+        felix_wire::Frame::Json(Message::Subscribed(_))
+    ));
+    assert_eq!(b.wait_for_subscribers("orders", 1).await, 1);
+    // The token expires within 2 s (whole seconds): the event stream ends.
+    events.expect_end().await;
+    assert_eq!(b.wait_for_subscribers("orders", 0).await, 0);
+    assert_eq!(
+        b.broker
+            .core()
+            .metrics
+            .auth_expired
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}

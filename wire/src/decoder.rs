@@ -135,7 +135,22 @@ impl FrameDecoder {
     /// How many bytes `src` must hold before [`Self::decode`] can make
     /// progress (a hint for read sizing; never more than header + cap).
     pub fn needed(&self, src: &[u8]) -> usize {
-        match Header::parse(src, self.max_frame_bytes) {
+        Self::needed_by(Header::parse, src, self.max_frame_bytes)
+    }
+
+    /// [`Self::needed`] for [`Self::decode_envelope`]: a header with
+    /// unknown flag bits still announces its frame's length, which a reader
+    /// that answers such frames must wait for whole.
+    pub fn needed_envelope(&self, src: &[u8]) -> usize {
+        Self::needed_by(Header::parse_envelope, src, self.max_frame_bytes)
+    }
+
+    fn needed_by(
+        parse: fn(&[u8], u32) -> Result<Header, DecodeError>,
+        src: &[u8],
+        max_frame_bytes: u32,
+    ) -> usize {
+        match parse(src, max_frame_bytes) {
             Ok(h) => h.frame_len(),
             Err(DecodeError::Incomplete { needed, .. }) => needed,
             Err(_) => src.len(),
@@ -188,5 +203,26 @@ impl Frame {
         let mut buf = BytesMut::with_capacity(Header::LEN + self.payload_len());
         self.encode(&mut buf)?;
         Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_with_unknown_flags_still_announces_its_length() {
+        // A broker answers such frames once they are whole, so it must know
+        // how long they are: `needed` (full header checks) cannot say.
+        let mut header = Vec::new();
+        Header {
+            flags: 0x8000,
+            length: 60_000,
+        }
+        .write(&mut header);
+        let decoder = FrameDecoder::new();
+        assert_eq!(decoder.needed_envelope(&header), 60_012);
+        assert_eq!(decoder.needed(&header), 12, "full checks refuse the flags");
+        assert_eq!(decoder.needed_envelope(&header[..5]), 12);
     }
 }

@@ -141,6 +141,9 @@ pub struct Subscription {
     pub queue: Arc<SubscriberQueue>,
     /// History to write first, as legacy `0x0002`/`0x0022` frames.
     pub replay: Replay,
+    /// When the subscriber's credential expires (unix seconds): the shell
+    /// ends the subscription then.
+    pub expires_at_unix: Option<u64>,
 }
 
 /// The history a subscription replays before its live batches, encoded
@@ -497,13 +500,24 @@ impl PubSub {
         let idle = s.subscribers.iter().all(|sub| sub.queue.is_empty());
         if full || idle || self.settings.batch_linger.is_zero() {
             out.wait_for = self.flush_locked(&mut s);
-        } else if starts_batch {
-            // One timer per pending batch: only the publish that starts it
-            // arms one.
-            let at = now + self.settings.batch_linger;
-            drop(s);
-            self.arm(at, stream);
-            out.flush_at = Some(at);
+        } else {
+            // A timer's flush never waits, so a `block` queue it filled
+            // makes the next publish wait instead: without this, a
+            // publisher that never fills a batch would never wait.
+            out.wait_for = s
+                .subscribers
+                .iter()
+                .filter(|x| x.queue.blocks() && x.queue.is_over_capacity())
+                .map(|x| x.queue.clone())
+                .collect();
+            if starts_batch {
+                // One timer per pending batch: only the publish that starts
+                // it arms one.
+                let at = now + self.settings.batch_linger;
+                drop(s);
+                self.arm(at, stream);
+                out.flush_at = Some(at);
+            }
         }
         Ok(out)
     }
@@ -701,6 +715,7 @@ impl PubSub {
             key: key.clone(),
             queue,
             replay,
+            expires_at_unix: None,
         })
     }
 
@@ -720,14 +735,19 @@ impl PubSub {
     /// Found by its queue, not its id: ids are chosen by clients, and two
     /// clients on one stream may well use the same one.
     pub fn unsubscribe(&self, sub: &Subscription) {
-        let Some(stream) = self.existing(&sub.key) else {
+        self.unsubscribe_queue(&sub.key, &sub.queue);
+    }
+
+    /// [`PubSub::unsubscribe`] by the subscription's stream and queue.
+    pub fn unsubscribe_queue(&self, key: &StreamKey, queue: &Arc<SubscriberQueue>) {
+        let Some(stream) = self.existing(key) else {
             return;
         };
         let mut s = lock(&stream);
         if let Some(i) = s
             .subscribers
             .iter()
-            .position(|x| Arc::ptr_eq(&x.queue, &sub.queue))
+            .position(|x| Arc::ptr_eq(&x.queue, queue))
         {
             let sub = s.subscribers.swap_remove(i);
             sub.queue.close();

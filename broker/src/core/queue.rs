@@ -91,6 +91,7 @@ pub struct SubscriberStats {
 struct Inner {
     batches: VecDeque<QueuedBatch>,
     writable: Vec<Arc<dyn QueueWaker>>,
+    on_close: Vec<Arc<dyn QueueWaker>>,
 }
 
 /// A subscriber's queue.
@@ -118,6 +119,7 @@ impl SubscriberQueue {
             inner: Mutex::new(Inner {
                 batches: VecDeque::with_capacity(capacity.min(4)),
                 writable: Vec::new(),
+                on_close: Vec::new(),
             }),
             capacity: capacity.max(1),
             policy,
@@ -213,6 +215,18 @@ impl SubscriberQueue {
         !self.closed.load(Ordering::Acquire) && self.lock().batches.len() >= self.capacity
     }
 
+    /// Tells `waker` once when the queue closes (for tasks tied to the
+    /// subscription's life, such as its credential's expiry).
+    pub fn wake_when_closed(&self, waker: Arc<dyn QueueWaker>) {
+        let mut inner = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            drop(inner);
+            waker.wake();
+            return;
+        }
+        inner.on_close.push(waker);
+    }
+
     /// For a `block` publisher: `false` if the queue has room (or is
     /// closed) now; otherwise `waker` is told once when it has, and `true`.
     /// Checked and registered under one lock, so no wake-up is lost.
@@ -254,9 +268,15 @@ impl SubscriberQueue {
 
     /// Closes the queue: pushes are refused, the writer drains what is left.
     pub fn close(&self) {
+        let mut inner = self.lock();
         self.closed.store(true, Ordering::Release);
+        let on_close = std::mem::take(&mut inner.on_close);
+        drop(inner);
         self.wake_readers();
         self.wake_writers(self.lock());
+        for w in on_close {
+            w.wake();
+        }
     }
 
     /// Whether the queue was closed.

@@ -34,6 +34,9 @@ pub(crate) struct ByteBudget {
     used: AtomicUsize,
     limit: usize,
     released: Notify,
+    /// Takers waiting for a release: a release notifies only then (tokio's
+    /// `notify_waiters` takes a lock, and most pools are never waited on).
+    waiting: AtomicUsize,
 }
 
 impl ByteBudget {
@@ -42,6 +45,7 @@ impl ByteBudget {
             used: AtomicUsize::new(0),
             limit,
             released: Notify::new(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -53,7 +57,7 @@ impl ByteBudget {
 
     /// Takes as much of `want` as is free (maybe 0).
     fn try_take_up_to(&self, want: usize) -> usize {
-        let mut used = self.used.load(Ordering::Acquire);
+        let mut used = self.used.load(Ordering::SeqCst);
         loop {
             let take = want.min(self.limit.saturating_sub(used));
             if take == 0 {
@@ -62,8 +66,8 @@ impl ByteBudget {
             match self.used.compare_exchange_weak(
                 used,
                 used + take,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => return take,
                 Err(now) => used = now,
@@ -73,7 +77,7 @@ impl ByteBudget {
 
     /// Takes exactly `n` if free.
     fn try_take(&self, n: usize) -> bool {
-        let mut used = self.used.load(Ordering::Acquire);
+        let mut used = self.used.load(Ordering::SeqCst);
         loop {
             if used + n > self.limit {
                 return false;
@@ -81,8 +85,8 @@ impl ByteBudget {
             match self.used.compare_exchange_weak(
                 used,
                 used + n,
-                Ordering::AcqRel,
-                Ordering::Acquire,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
             ) {
                 Ok(_) => return true,
                 Err(now) => used = now,
@@ -92,10 +96,31 @@ impl ByteBudget {
 
     fn release(&self, n: usize) {
         if n > 0 {
-            let before = self.used.fetch_sub(n, Ordering::AcqRel);
+            let before = self.used.fetch_sub(n, Ordering::SeqCst);
             debug_assert!(before >= n, "budget released more than was taken");
-            self.released.notify_waiters();
+            // SeqCst pairs with the taker's: it counts itself waiting, then
+            // re-checks `used`; one of the two sees the other.
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                self.released.notify_waiters();
+            }
         }
+    }
+}
+
+/// Counts a taker as waiting while it lives (also when its future is
+/// dropped by a timeout).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -146,8 +171,10 @@ impl Budgets {
             }
             let released = self.broker.released.notified();
             tokio::pin!(released);
-            // Registered before the check, so a release in between is seen.
+            // Registered and counted before the check, so a release in
+            // between is seen.
             released.as_mut().enable();
+            let _waiting = Waiting::new(&self.broker.waiting);
             if self.broker.try_take(n) {
                 self.metrics
                     .receive_buffered_bytes

@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 
 use super::ConnectionContext;
 use crate::core::pubsub::Subscription;
-use crate::core::queue::{QueueWaker, QueuedBatch};
+use crate::core::queue::{QueueCharge, QueueWaker, QueuedBatch};
 
 /// Most batches taken from one queue per write.
 const MAX_BATCHES_PER_WRITE: usize = 64;
@@ -106,6 +106,8 @@ struct Slot {
     stream: SendStream,
     /// Frames taken from the queue and not yet fully written.
     pending: Vec<Bytes>,
+    /// The queue-budget charges of `pending`'s batches, held until written.
+    charges: Vec<Arc<QueueCharge>>,
     /// Index of the first not fully written frame of `pending`.
     at: usize,
     /// Events in `pending`, counted as delivered once written.
@@ -166,6 +168,7 @@ impl EventWriter {
                 sub,
                 stream,
                 pending: Vec::new(),
+                charges: Vec::new(),
                 at: 0,
                 pending_events: 0,
                 stopped,
@@ -277,6 +280,7 @@ fn serve(
     for _ in 0..MAX_WRITES_PER_TURN {
         if slot.at == slot.pending.len() {
             slot.pending.clear();
+            slot.charges.clear();
             slot.at = 0;
             batches.clear();
             slot.sub.queue.drain_into(batches, MAX_BATCHES_PER_WRITE);
@@ -294,7 +298,11 @@ fn serve(
                 return Turn::Idle;
             }
             slot.pending_events = batches.iter().map(|b| b.events).sum();
-            slot.pending.extend(batches.drain(..).map(|b| b.frame));
+            for b in batches.drain(..) {
+                slot.pending.push(b.frame);
+                // Still counted in the queue budget until written.
+                slot.charges.extend(b.charge);
+            }
         }
         // `write_chunks` is cancel-safe: a poll that is not ready wrote
         // nothing and registered this task to be woken when it can.

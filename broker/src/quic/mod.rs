@@ -39,6 +39,11 @@ pub const CLOSE_AUTH_TIMEOUT: u32 = 2;
 /// budget. Never waited for: a stream that finds none reads headers alone.
 pub const READ_AHEAD_PER_CONNECTION: usize = 1024 * 1024;
 
+/// First frames (at `max_auth_frame_bytes`) one connection's streams may
+/// be receiving at once before they authenticated; past it a stream is
+/// refused. Unauthenticated peers never hold the shared receive budget.
+pub const PRE_AUTH_FRAMES_PER_CONNECTION: usize = 4;
+
 /// Limits the shell enforces (see docs/operations.md, "Memory budget").
 #[derive(Debug, Clone)]
 pub struct ShellLimits {
@@ -103,6 +108,9 @@ pub(crate) struct ConnectionContext {
     pub(crate) budgets: budget::Budgets,
     /// Read-ahead at frame boundaries: a pool apart, never waited for.
     pub(crate) read_ahead: budget::Budgets,
+    /// Frames of streams not yet authenticated: a small pool per connection
+    /// ([`PRE_AUTH_FRAMES_PER_CONNECTION`] frames at the auth cap).
+    pub(crate) pre_auth: budget::Budgets,
     /// Set once any stream of the connection has authenticated.
     pub(crate) authenticated: Arc<AtomicBool>,
     /// Tells the broker's timer task that the core armed a new timer.
@@ -120,6 +128,15 @@ pub struct RunningBroker {
     accept: tokio::task::JoinHandle<()>,
     timers: tokio::task::JoinHandle<()>,
     limits: ShellLimits,
+}
+
+impl Drop for RunningBroker {
+    /// A broker dropped without [`RunningBroker::shutdown`] still stops
+    /// its accept loop and its timer task, which hold the core.
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.timers.abort();
+    }
 }
 
 impl std::fmt::Debug for RunningBroker {
@@ -269,6 +286,8 @@ async fn accept_loop(
     let limits = Arc::new(limits);
     let broker_budget = budget::ByteBudget::new(limits.receive_budget);
     let broker_read_ahead = budget::ByteBudget::new(limits.receive_budget / 4);
+    // Bounded per connection; the broker-wide side is never the limit.
+    let broker_pre_auth = budget::ByteBudget::new(usize::MAX / 4);
     let per_source = Arc::new(PerSource::default());
     while let Some(incoming) = endpoint.accept().await {
         let core = core.clone();
@@ -277,6 +296,7 @@ async fn accept_loop(
         let limits = limits.clone();
         let broker_budget = broker_budget.clone();
         let broker_read_ahead = broker_read_ahead.clone();
+        let broker_pre_auth = broker_pre_auth.clone();
         let per_source = per_source.clone();
         let timer = timer.clone();
         tasks.spawn(async move {
@@ -326,6 +346,14 @@ async fn accept_loop(
                 read_ahead: budget::Budgets {
                     connection: budget::ByteBudget::new(READ_AHEAD_PER_CONNECTION),
                     broker: broker_read_ahead,
+                    metrics: core.metrics.clone(),
+                },
+                pre_auth: budget::Budgets {
+                    connection: budget::ByteBudget::new(
+                        PRE_AUTH_FRAMES_PER_CONNECTION
+                            * (limits.max_auth_frame_bytes as usize + felix_wire::Header::LEN),
+                    ),
+                    broker: broker_pre_auth,
                     metrics: core.metrics.clone(),
                 },
                 limits,

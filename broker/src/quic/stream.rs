@@ -124,6 +124,19 @@ impl Drop for Held<'_> {
     }
 }
 
+/// Budget to keep for what `buf` holds: the bytes themselves, or the whole
+/// frame whose header is in (reserved whole, see [`read_more`]).
+fn keep(decoder: &FrameDecoder, buf: &BytesMut) -> usize {
+    if buf.len() >= Header::LEN {
+        decoder.needed_envelope(buf)
+    } else {
+        buf.len()
+    }
+}
+
+/// Reply bytes a stream queues before writing them out mid-read.
+const REPLY_FLUSH_BYTES: usize = 256 * 1024;
+
 /// Why a stream stopped waiting for its peer.
 enum Stalled {
     /// No `auth` within the auth timeout of the stream opening.
@@ -163,8 +176,11 @@ async fn serve(
     let mut authenticated = false;
     // Grows with what arrives: an idle or abandoned stream costs no buffer.
     let mut buf = BytesMut::new();
+    // Until the stream authenticates, its frames come out of a small pool of
+    // its connection's own: unauthenticated peers cannot hold any of the
+    // budget authenticated ones share.
     let mut held = Held {
-        frames: &ctx.budgets,
+        frames: &ctx.pre_auth,
         read_ahead: &ctx.read_ahead,
         frame: 0,
         ahead: 0,
@@ -172,6 +188,7 @@ async fn serve(
     // When the first byte of the frame now being received arrived.
     let mut partial_since: Option<Instant> = None;
     let mut replies: Vec<Bytes> = Vec::new();
+    let mut replies_bytes = 0;
     loop {
         // Handle every whole frame already buffered.
         let mut close = false;
@@ -188,19 +205,41 @@ async fn serve(
                 authenticated = true;
                 decoder.set_max_frame_bytes(limits.max_frame_bytes);
                 ctx.authenticated.store(true, Ordering::Release);
+                // From now on frames come out of the shared pools.
+                held.frames.release(held.frame);
+                held.frame = 0;
+                held.frames = &ctx.budgets;
             }
+            // The frame is consumed: give its budget back before anything
+            // below waits on the peer (a reply it does not read, a `block`
+            // queue, a stalled replay), or a stalled reader would pin it.
+            held.shrink_to(keep(&decoder, &buf));
             for output in outputs {
                 match output {
-                    Output::Send(b) => replies.push(b),
+                    Output::Send(b) => {
+                        replies_bytes += b.len();
+                        replies.push(b);
+                        // Pipelined requests must not pile up replies
+                        // (a 64 KiB read of cache gets for a 12 MiB value
+                        // would be ~650 copies of 16 MiB).
+                        if replies_bytes >= REPLY_FLUSH_BYTES {
+                            replies_bytes = 0;
+                            if !flush_replies(&mut send, &mut replies).await {
+                                close = true;
+                            }
+                        }
+                    }
                     Output::Close => close = true,
                     Output::Timeout(_) => ctx.timer.notify_one(),
                     Output::Wait(queues) => {
+                        replies_bytes = 0;
                         flush_replies(&mut send, &mut replies).await;
                         for q in queues {
                             wait_writable(&q).await;
                         }
                     }
                     Output::Subscribe(sub) => {
+                        replies_bytes = 0;
                         flush_replies(&mut send, &mut replies).await;
                         start_subscription(ctx, sub, &mut replies).await;
                         close = true;
@@ -211,6 +250,7 @@ async fn serve(
                 break;
             }
         }
+        replies_bytes = 0;
         if !flush_replies(&mut send, &mut replies).await {
             close = true;
         }
@@ -219,13 +259,7 @@ async fn serve(
             finish(send, recv).await;
             return;
         }
-        // Keep budget for what is buffered, and for the rest of a frame
-        // whose header has arrived (reserved whole, see `reserve`).
-        held.shrink_to(if buf.len() >= Header::LEN {
-            decoder.needed(&buf)
-        } else {
-            buf.len()
-        });
+        held.shrink_to(keep(&decoder, &buf));
         partial_since = match (buf.is_empty(), partial_since) {
             (true, _) => None,
             (false, None) => Some(Instant::now()),
@@ -247,7 +281,7 @@ async fn serve(
                 // The client finished its side: nothing more to answer.
                 if !buf.is_empty() {
                     let e = felix_wire::DecodeError::Incomplete {
-                        needed: decoder.needed(&buf),
+                        needed: decoder.needed_envelope(&buf),
                         available: buf.len(),
                     };
                     for output in session.on_framing_error(&ctx.core, &e) {
@@ -320,7 +354,7 @@ async fn read_more(
     if buf.len() >= Header::LEN {
         // `needed` is the whole frame once the header parsed; the decoder
         // already refused a header over the cap.
-        let frame = decoder.needed(buf);
+        let frame = decoder.needed_envelope(buf);
         if frame > held.frame {
             held.frames.take(frame - held.frame).await?;
             held.frame = frame;
@@ -375,6 +409,34 @@ fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
     match future.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(out) => Some(out),
         std::task::Poll::Pending => None,
+    }
+}
+
+/// Ends a subscription when its credential expires: the control stream
+/// that checked the token has ended, but the event stream would otherwise
+/// deliver for ever. Closing the queue lets the writer finish the stream.
+fn end_at_expiry(ctx: &ConnectionContext, sub: &Subscription, exp: u64) {
+    let (core, key, queue) = (ctx.core.clone(), sub.key.clone(), sub.queue.clone());
+    let left = exp.saturating_sub(now().unix);
+    ctx.tasks.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(left)) => {
+                if !queue.is_closed() {
+                    core.metrics.auth_expired.fetch_add(1, Ordering::Relaxed);
+                    core.pubsub.unsubscribe_queue(&key, &queue);
+                }
+            }
+            () = closed(&queue) => {}
+        }
+    });
+}
+
+/// Resolves once the queue is closed (the subscription ended first).
+async fn closed(queue: &SubscriberQueue) {
+    let wake = Arc::new(Wake::default());
+    queue.wake_when_closed(wake.clone());
+    while !queue.is_closed() {
+        wake.0.notified().await;
     }
 }
 
@@ -469,5 +531,8 @@ async fn start_subscription(
     replies.push(reply(Message::from(Subscribed {
         subscription_id: sub.id,
     })));
+    if let Some(exp) = sub.expires_at_unix {
+        end_at_expiry(ctx, &sub, exp);
+    }
     ctx.events.register(ctx, sub, uni);
 }

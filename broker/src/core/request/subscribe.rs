@@ -28,6 +28,8 @@ impl Ready {
             .unwrap_or_else(|| core.pubsub.next_subscription_id());
         let offsets = self.flags & EVENT_BATCH_OFFSETS != 0;
         let start = s.start.unwrap_or(StartPosition::Latest);
-        Ok(core.pubsub.subscribe(&key, id, start, offsets)?)
+        let mut sub = core.pubsub.subscribe(&key, id, start, offsets)?;
+        sub.expires_at_unix = self.ctx.expires_at_unix;
+        Ok(sub)
     }
 }
