@@ -195,6 +195,9 @@ impl Budgets {
 
     /// Gives `n` bytes back to both pools.
     pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         self.connection.release(n);
         self.broker.release(n);
         self.metrics

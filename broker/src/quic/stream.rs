@@ -98,6 +98,9 @@ struct Held<'a> {
     frame: usize,
     /// Read-ahead-pool bytes.
     ahead: usize,
+    /// The last read at a frame boundary filled all it asked for: data is
+    /// streaming in, so the next one may take the full [`READ_AHEAD`].
+    streaming: bool,
 }
 
 impl Held<'_> {
@@ -114,6 +117,30 @@ impl Held<'_> {
         let excess_frame = self.total().saturating_sub(keep);
         self.frames.release(excess_frame);
         self.frame -= excess_frame;
+    }
+}
+
+impl Held<'_> {
+    /// After frames were consumed: keep budget for `keep` bytes (what is
+    /// buffered, or the whole frame whose header is in). At a frame
+    /// boundary the read-ahead stays at [`IDLE_READ_AHEAD`] rather than
+    /// going back and forth every request: a request/response stream then
+    /// touches no shared counter per request. The frame pool, which every
+    /// connection shares, is given back except what still covers buffered
+    /// bytes.
+    fn settle(&mut self, keep: usize) {
+        if keep > IDLE_READ_AHEAD {
+            return self.shrink_to(keep);
+        }
+        if self.ahead > IDLE_READ_AHEAD {
+            self.read_ahead.release(self.ahead - IDLE_READ_AHEAD);
+            self.ahead = IDLE_READ_AHEAD;
+        } else if self.ahead < IDLE_READ_AHEAD {
+            self.ahead += self.read_ahead.try_take_up_to(IDLE_READ_AHEAD - self.ahead);
+        }
+        let frame_keep = keep.saturating_sub(self.ahead).min(self.frame);
+        self.frames.release(self.frame - frame_keep);
+        self.frame = frame_keep;
     }
 }
 
@@ -184,6 +211,7 @@ async fn serve(
         read_ahead: &ctx.read_ahead,
         frame: 0,
         ahead: 0,
+        streaming: false,
     };
     // When the first byte of the frame now being received arrived.
     let mut partial_since: Option<Instant> = None;
@@ -213,7 +241,7 @@ async fn serve(
             // The frame is consumed: give its budget back before anything
             // below waits on the peer (a reply it does not read, a `block`
             // queue, a stalled replay), or a stalled reader would pin it.
-            held.shrink_to(keep(&decoder, &buf));
+            held.settle(keep(&decoder, &buf));
             for output in outputs {
                 match output {
                     Output::Send(b) => {
@@ -259,7 +287,7 @@ async fn serve(
             finish(send, recv).await;
             return;
         }
-        held.shrink_to(keep(&decoder, &buf));
+        held.settle(keep(&decoder, &buf));
         partial_since = match (buf.is_empty(), partial_since) {
             (true, _) => None,
             (false, None) => Some(Instant::now()),
@@ -338,13 +366,13 @@ async fn serve(
 /// return.
 ///
 /// - Once the buffered bytes hold a header, the rest of that frame is
-///   reserved whole (waiting if need be) and read.
-/// - At a frame boundary, read-ahead takes whatever budget is free and
-///   reads only what quinn already holds (one poll, never waiting), so
-///   back-to-back small frames share one read. Otherwise the stream keeps
-///   at most [`IDLE_READ_AHEAD`] of it while it waits (or, with none
-///   free, the next header's 12 bytes: the only unbudgeted bytes a stream
-///   holds).
+///   reserved whole and read.
+/// - At a frame boundary the stream reads into the read-ahead it holds
+///   ([`IDLE_READ_AHEAD`], kept by [`Held::settle`]), or up to
+///   [`READ_AHEAD`] while data streams in (the last read filled its
+///   buffer), so back-to-back small frames share one read. With no
+///   read-ahead free it reads the next header's 12 bytes alone: the only
+///   unbudgeted bytes a stream holds.
 async fn read_more(
     recv: &mut RecvStream,
     held: &mut Held<'_>,
@@ -366,22 +394,20 @@ async fn read_more(
             .read_chunk(frame.saturating_sub(buf.len()).max(1), true)
             .await?);
     }
-    let want = buf.len() + READ_AHEAD;
-    if held.total() < want {
-        held.ahead += held.read_ahead.try_take_up_to(want - held.total());
+    // Streaming in: read as much as the read-ahead allows. Otherwise keep
+    // what `settle` left (a small request arrives in one read).
+    if held.streaming && held.total() < buf.len() + READ_AHEAD {
+        held.ahead += held
+            .read_ahead
+            .try_take_up_to(buf.len() + READ_AHEAD - held.total());
     }
-    if held.total() > buf.len() {
-        if let Some(ready) = poll_once(recv.read_chunk(held.total() - buf.len(), true)) {
-            return Ok(ready?);
-        }
-    }
-    // Waiting for the peer: keep a little read-ahead, so that a small
-    // request (a cache get, an acked publish) arrives in one read.
-    held.shrink_to(buf.len() + IDLE_READ_AHEAD);
-    let max = held.total().saturating_sub(buf.len());
-    Ok(recv
-        .read_chunk(max.max(Header::LEN - buf.len()), true)
-        .await?)
+    let max = held
+        .total()
+        .saturating_sub(buf.len())
+        .max(Header::LEN - buf.len());
+    let chunk = recv.read_chunk(max, true).await?;
+    held.streaming = chunk.as_ref().is_some_and(|c| c.bytes.len() >= max);
+    Ok(chunk)
 }
 
 /// Why the next read did not happen.
@@ -399,17 +425,6 @@ fn error_bytes(message: String) -> Bytes {
     Frame::Json(Message::from(felix_wire::ErrorMessage { message }))
         .to_bytes()
         .unwrap_or_default()
-}
-
-/// Polls a future once: its output if it is ready now. Only for futures
-/// that are safe to drop unfinished (quinn's `read_chunk` is).
-fn poll_once<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(out) => Some(out),
-        std::task::Poll::Pending => None,
-    }
 }
 
 /// Ends a subscription when its credential expires: the control stream
