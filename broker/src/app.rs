@@ -24,6 +24,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Binding a socket.
     #[error("binding {what} on {addr}: {source}")]
     Bind {
@@ -101,8 +104,21 @@ pub async fn start(config: &Config) -> Result<Started, StartError> {
             "dev auth on a network address (--allow-dev-on-network): any client that reaches this port can act as any tenant"
         );
     }
-    let core = Arc::new(build_core(config)?);
-    let loaded = crate::persist::load(&core, &config.data_dir);
+    let mut core = build_core(config)?;
+    core.clustered = config.cluster.is_some();
+    let core = Arc::new(core);
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            Some(crate::cluster::Cluster::connect(settings.clone(), core.clone()).await?)
+        }
+        None => None,
+    };
+    // In cluster mode JetStream holds every stream's history; a node's
+    // rings are only a cache of it, never saved or restored.
+    let loaded = match cluster {
+        Some(_) => Default::default(),
+        None => crate::persist::load(&core, &config.data_dir),
+    };
     if loaded.restored + loaded.skipped + loaded.undeclared > 0 {
         tracing::info!(
             streams = loaded.restored,
@@ -123,11 +139,12 @@ pub async fn start(config: &Config) -> Result<Started, StartError> {
         receive_window: config.quic_receive_window,
     };
     let server_config = tls::server_config(&material, &transport)?;
-    let broker = RunningBroker::start(
+    let broker = RunningBroker::start_clustered(
         config.bind,
         server_config,
         core.clone(),
         config.limits.clone(),
+        cluster,
     )
     .map_err(|source| StartError::Bind {
         what: "QUIC",

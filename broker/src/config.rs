@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::cluster::ClusterSettings;
 use crate::core::settings::{CoreSettings, QueuePolicy};
 use crate::quic::ShellLimits;
 use crate::tls::TransportSettings;
@@ -191,6 +192,37 @@ pub struct Cli {
         value_name = "BOOL"
     )]
     pub allow_dev_on_network: Option<bool>,
+    /// Cluster mode: serve as one with every broker on these NATS
+    /// JetStream servers (comma-separated nats://HOST:PORT URLs). Streams,
+    /// offsets and the cache then live on JetStream (docs/cluster.md)
+    /// [default: off, a single node].
+    #[arg(long, env = "FELIX_CLUSTER", value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// Cluster mode: JetStream replicas of each stream and of the cache
+    /// bucket, 1 to 5 (3 survives the loss of a NATS node) [default: 1].
+    #[arg(long, env = "FELIX_CLUSTER_REPLICAS")]
+    pub cluster_replicas: Option<usize>,
+    /// Cluster mode: prefix of every JetStream stream, subject and bucket
+    /// the brokers make (ASCII letters, digits, - and _) [default: felix].
+    #[arg(long, env = "FELIX_CLUSTER_PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// Cluster mode: longest a NATS request (publish ack, cache read or
+    /// write) may take before the client gets "cluster unavailable",
+    /// milliseconds [default: 2000].
+    #[arg(long, env = "FELIX_CLUSTER_TIMEOUT_MS")]
+    pub cluster_timeout_ms: Option<u64>,
+    /// Cluster mode: messages the NATS client buffers per stream feed and
+    /// history read [default: 1024].
+    #[arg(long, env = "FELIX_CLUSTER_FEED_CAPACITY")]
+    pub cluster_feed_capacity: Option<usize>,
+    /// Cluster mode: bytes each JetStream stream keeps, oldest dropped
+    /// first (replay history, on NATS's disk) [default: 268435456].
+    #[arg(long, env = "FELIX_CLUSTER_STREAM_MAX_BYTES")]
+    pub cluster_stream_max_bytes: Option<i64>,
+    /// Cluster mode: bytes the cache bucket keeps on NATS; puts past it
+    /// are refused [default: 268435456].
+    #[arg(long, env = "FELIX_CLUSTER_CACHE_MAX_BYTES")]
+    pub cluster_cache_max_bytes: Option<i64>,
 }
 
 /// A declared stream or cache.
@@ -249,6 +281,13 @@ pub struct FileConfig {
     worker_threads: Option<usize>,
     busy_poll: Option<bool>,
     allow_dev_on_network: Option<bool>,
+    cluster: Option<String>,
+    cluster_replicas: Option<usize>,
+    cluster_prefix: Option<String>,
+    cluster_timeout_ms: Option<u64>,
+    cluster_feed_capacity: Option<usize>,
+    cluster_stream_max_bytes: Option<i64>,
+    cluster_cache_max_bytes: Option<i64>,
     /// Streams that exist from start (required outside dev mode).
     #[serde(default)]
     streams: Vec<Scope>,
@@ -298,6 +337,8 @@ pub struct Config {
     pub busy_poll: bool,
     /// Whether dev auth may serve a non-loopback `bind`.
     pub allow_dev_on_network: bool,
+    /// Cluster mode, if `cluster` is set.
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Why the configuration is unusable.
@@ -431,6 +472,42 @@ impl Config {
             ),
             auto_create: auth == AuthMode::Dev,
         };
+        let cluster_defaults = ClusterSettings::default();
+        let cluster = match cli.cluster.clone().or(file.cluster.clone()) {
+            None => None,
+            Some(urls) => {
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect();
+                if urls.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "cluster needs at least one nats://HOST:PORT URL".into(),
+                    ));
+                }
+                Some(ClusterSettings {
+                    urls,
+                    replicas: pick!(cluster_replicas, cluster_defaults.replicas),
+                    prefix: pick!(cluster_prefix, cluster_defaults.prefix.clone()),
+                    timeout: Duration::from_millis(pick!(
+                        cluster_timeout_ms,
+                        cluster_defaults.timeout.as_millis() as u64
+                    )),
+                    feed_capacity: pick!(cluster_feed_capacity, cluster_defaults.feed_capacity)
+                        .max(1),
+                    stream_max_bytes: pick!(
+                        cluster_stream_max_bytes,
+                        cluster_defaults.stream_max_bytes
+                    ),
+                    cache_max_bytes: pick!(
+                        cluster_cache_max_bytes,
+                        cluster_defaults.cache_max_bytes
+                    ),
+                })
+            }
+        };
         let config = Config {
             bind: pick!(bind, SocketAddr::from(([127, 0, 0, 1], 5000))),
             data_dir: pick!(data_dir, PathBuf::from(".felix")),
@@ -454,6 +531,7 @@ impl Config {
             worker_threads: cli.worker_threads.or(file.worker_threads),
             busy_poll: pick!(busy_poll, false),
             allow_dev_on_network: pick!(allow_dev_on_network, false),
+            cluster,
         };
         match config.auth {
             AuthMode::Dev if config.dev_on_network() && !config.allow_dev_on_network => {
@@ -652,6 +730,25 @@ mod tests {
         let c = resolve(&["--config", path_arg]);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(c.expect("allowed").allow_dev_on_network);
+    }
+
+    #[test]
+    fn cluster_mode_is_off_unless_asked_for() {
+        assert!(resolve(&[]).expect("valid").cluster.is_none());
+        let c = resolve(&[
+            "--cluster",
+            "nats://127.0.0.1:4222, nats://127.0.0.1:4223",
+            "--cluster-replicas",
+            "3",
+        ])
+        .expect("valid");
+        let cluster = c.cluster.expect("on");
+        assert_eq!(
+            cluster.urls,
+            ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+        );
+        assert_eq!((cluster.replicas, cluster.prefix.as_str()), (3, "felix"));
+        assert!(resolve(&["--cluster", " , "]).is_err());
     }
 
     #[test]

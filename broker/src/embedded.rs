@@ -89,6 +89,26 @@ impl EmbeddedConfig {
     /// Loads (or makes) the certificate and starts serving. Must be called
     /// inside a tokio runtime: the broker's tasks run on it.
     pub fn start(self) -> Result<EmbeddedBroker, StartError> {
+        self.start_inner(None)
+    }
+
+    /// Starts a cluster-mode node on these NATS JetStream settings
+    /// (docs/cluster.md): brokers on the same NATS serve as one.
+    pub async fn start_clustered(
+        self,
+        cluster: crate::cluster::ClusterSettings,
+    ) -> Result<EmbeddedBroker, StartError> {
+        let mut core = Core::new(self.core.clone(), self.auth.clone());
+        core.clustered = true;
+        let core = Arc::new(core);
+        let cluster = crate::cluster::Cluster::connect(cluster, core.clone()).await?;
+        self.start_inner(Some((core, cluster)))
+    }
+
+    fn start_inner(
+        self,
+        clustered: Option<(Arc<Core>, Arc<crate::cluster::Cluster>)>,
+    ) -> Result<EmbeddedBroker, StartError> {
         let (dir, scratch) = match self.data_dir {
             Some(dir) => (dir, None),
             None => {
@@ -98,14 +118,15 @@ impl EmbeddedConfig {
         };
         let material = tls::load_or_create_dev(&dir)?;
         let server = tls::server_config(&material, &self.transport)?;
-        let core = Arc::new(Core::new(self.core, self.auth));
-        let broker =
-            RunningBroker::start(self.addr, server, core, self.limits).map_err(|source| {
-                StartError::Bind {
-                    what: "QUIC",
-                    addr: self.addr,
-                    source,
-                }
+        let (core, cluster) = match clustered {
+            Some((core, cluster)) => (core, Some(cluster)),
+            None => (Arc::new(Core::new(self.core, self.auth)), None),
+        };
+        let broker = RunningBroker::start_clustered(self.addr, server, core, self.limits, cluster)
+            .map_err(|source| StartError::Bind {
+                what: "QUIC",
+                addr: self.addr,
+                source,
             })?;
         Ok(EmbeddedBroker {
             broker,

@@ -7,6 +7,8 @@
 //!   authentication. No sockets, no clock; tests drive it in memory.
 //! - [`quic`]: the thin quinn/tokio shell: accept loop and limits, stream
 //!   reader/writer tasks, event streams, flush timers, graceful drain.
+//! - [`cluster`]: cluster mode's shell side: streams, offsets and the
+//!   cache on NATS JetStream (opt-in with `--cluster`).
 //! - [`config`]: flags, `FELIX_*` environment variables and the YAML file.
 //! - [`tls`]: the self-signed development certificate, kept in the data
 //!   directory so clients can pin it across restarts.
@@ -18,6 +20,7 @@
 //! - [`runtime`]: the tokio runtime: worker threads, optional busy polling.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod embedded;

@@ -65,6 +65,11 @@ async fn serve(config: Config) -> ExitCode {
     tracing::info!("draining: no new connections; flushing queued events");
     let core = started.broker.core().clone();
     started.broker.shutdown().await;
+    if config.cluster.is_some() {
+        // JetStream keeps the history: nothing of this node's to save.
+        tracing::info!("stopped");
+        return ExitCode::SUCCESS;
+    }
     match felix_broker::persist::save(&core, &config.data_dir) {
         Ok(report) if report.skipped > 0 => tracing::warn!(
             streams = report.saved,

@@ -374,6 +374,7 @@ pub fn broker_session(data: &[u8]) {
                         }
                     }
                     Output::Close | Output::Wait(_) => {}
+                    Output::Forward(f) => panic!("an unclustered core forwarded {f:?}"),
                 }
             }
             if roles[i] == Role::PublishOnly {

@@ -115,6 +115,16 @@ counters! {
     /// Replay rings skipped: not saved (write failed), or not restored
     /// (unreadable, renamed, or of an undeclared stream). Each is logged.
     persist_skipped: "counter",
+    /// Cluster mode: events read from JetStream by this node's stream feeds.
+    cluster_events_received: "counter",
+    /// Cluster mode: stream feeds (one JetStream consumer each) running now.
+    cluster_feeds: "gauge",
+    /// Cluster mode: publishes, cache puts and gets that failed because
+    /// NATS was unreachable, timed out or refused (each answered with an error).
+    cluster_failures: "counter",
+    /// Cluster mode: history events read from JetStream for subscribers
+    /// starting before their node's replay ring.
+    cluster_history_events: "counter",
 }
 
 #[cfg(test)]

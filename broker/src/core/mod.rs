@@ -11,9 +11,12 @@
 //! - [`auth`] and [`perms`]: dev, static-token and JWT authentication, and
 //!   Felix-style permission patterns.
 //! - [`metrics`]: counters shared with the shell.
+//! - [`forward`]: cluster mode's hooks: checked requests the shell carries
+//!   out on NATS JetStream, and the replies it sends for them.
 
 pub mod auth;
 pub mod cache;
+pub mod forward;
 pub mod metrics;
 pub mod perms;
 pub mod pubsub;
@@ -43,6 +46,11 @@ pub struct Core {
     /// Declared caches as (tenant, namespace, cache); every cache exists
     /// when streams and caches are auto-created.
     pub declared_caches: HashSet<(String, String, String)>,
+    /// Cluster mode: streams and the cache live on NATS JetStream, so
+    /// sessions hand checked publishes, subscribes and cache requests to
+    /// the shell ([`forward::Forward`]) instead of acting on them here.
+    /// Off by default: one node keeps its in-process hot path.
+    pub clustered: bool,
 }
 
 impl Core {
@@ -63,6 +71,7 @@ impl Core {
             metrics,
             auth,
             declared_caches: HashSet::new(),
+            clustered: false,
         }
     }
 

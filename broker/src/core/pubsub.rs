@@ -244,6 +244,19 @@ impl Replay {
     }
 }
 
+/// Encodes history read from elsewhere (cluster mode: JetStream) exactly
+/// as [`Replay::next_batch`] encodes the ring's: a legacy `0x0002` /
+/// `0x0022` batch starting at `base_offset`.
+pub fn encode_history(id: u64, offsets: bool, base_offset: u64, payloads: Vec<Bytes>) -> Bytes {
+    Frame::from(BinaryEventBatch {
+        subscription_id: id,
+        base_offset: offsets.then_some(base_offset),
+        payloads,
+    })
+    .to_bytes()
+    .unwrap_or_default() // every event fits a batch under the cap (checked at publish)
+}
+
 #[derive(Debug)]
 struct Subscriber {
     /// Identifies the subscription (ids are the clients' and may repeat).
@@ -268,6 +281,9 @@ struct StreamState {
     /// When the oldest pending event arrived.
     pending_since: Option<Instant>,
     subscribers: Vec<Subscriber>,
+    /// Cluster mode: the node's JetStream feed for this stream is running,
+    /// so offsets here are JetStream's (sequence minus one).
+    fed: bool,
 }
 
 impl StreamState {
@@ -753,6 +769,174 @@ impl PubSub {
             sub.queue.close();
             self.metrics.subscribers.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Cluster mode: checks a publish as [`PubSub::publish`] would (event
+    /// size, drain, the stream exists or may be created) without keeping
+    /// anything: JetStream stores the events, and they come back through
+    /// [`PubSub::inject`] on every node that has subscribers.
+    pub fn admit(&self, key: &StreamKey, payloads: &[Bytes]) -> Result<(), PublishError> {
+        let max = self.max_event_bytes();
+        if let Some(big) = payloads.iter().find(|p| p.len() > max) {
+            return Err(PublishError::EventTooLarge {
+                len: big.len(),
+                max,
+            });
+        }
+        if self.draining.load(Ordering::Acquire) {
+            return Err(PublishError::ShuttingDown);
+        }
+        match self.stream(key)? {
+            Some(_) => Ok(()),
+            None => Err(PublishError::NotFound(key.clone())),
+        }
+    }
+
+    /// Cluster mode: checks that a stream may be subscribed to (exists or
+    /// may be created) before the shell asks JetStream about it.
+    pub fn admit_subscribe(&self, key: &StreamKey) -> Result<(), SubscribeError> {
+        match self.stream(key)? {
+            Some(_) => Ok(()),
+            None => Err(SubscribeError::NotFound(key.clone())),
+        }
+    }
+
+    /// Cluster mode: the node's feed for `key` starts after offset
+    /// `tail - 1` (JetStream's last sequence when the feed's consumer was
+    /// made), so local offsets continue from `tail`. Returns false if a
+    /// feed was already attached (nothing changes).
+    pub fn attach_feed(&self, key: &StreamKey, tail: u64) -> Result<bool, SubscribeError> {
+        let stream = self
+            .stream(key)?
+            .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
+        let mut s = lock(&stream);
+        if s.fed {
+            return Ok(false);
+        }
+        drop(self.flush_locked(&mut s));
+        let dropped = std::mem::take(&mut s.ring_bytes);
+        self.ring_bytes.fetch_sub(dropped, Ordering::AcqRel);
+        s.ring.clear();
+        s.next_offset = tail;
+        s.fed = true;
+        Ok(true)
+    }
+
+    /// Cluster mode: the feed stopped (shutdown, or it failed): the next
+    /// subscriber attaches a new one.
+    pub fn detach_feed(&self, key: &StreamKey) {
+        if let Some(stream) = self.existing(key) {
+            lock(&stream).fed = false;
+        }
+    }
+
+    /// Cluster mode: events read back from JetStream, the first at
+    /// `first_offset`, fanned out at once through the same encode-once
+    /// path as a local publish (no linger: the feed already batches what
+    /// arrived together). Events at offsets already seen are skipped; a
+    /// gap (events JetStream no longer has) restarts the ring at
+    /// `first_offset`. Returns the `block` queues the feed must wait for.
+    pub fn inject(
+        &self,
+        key: &StreamKey,
+        first_offset: u64,
+        payloads: Vec<Bytes>,
+        now: Instant,
+    ) -> Vec<Arc<SubscriberQueue>> {
+        let Some(stream) = self.existing(key) else {
+            return Vec::new();
+        };
+        let mut s = lock(&stream);
+        if !s.fed {
+            return Vec::new();
+        }
+        let skip = s.next_offset.saturating_sub(first_offset) as usize;
+        if skip >= payloads.len() {
+            return Vec::new();
+        }
+        let first_offset = first_offset + skip as u64;
+        if first_offset > s.next_offset {
+            let trimmed = s.ring.len() as u64;
+            let dropped = std::mem::take(&mut s.ring_bytes);
+            self.ring_bytes.fetch_sub(dropped, Ordering::AcqRel);
+            s.ring.clear();
+            s.next_offset = first_offset;
+            self.metrics
+                .replay_trimmed_events
+                .fetch_add(trimmed, Ordering::Relaxed);
+        }
+        let fresh = &payloads[skip..];
+        let bytes: usize = fresh.iter().map(Bytes::len).sum();
+        self.inflight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        s.pending.extend(fresh.iter().cloned());
+        s.pending_bytes += bytes;
+        s.next_offset += fresh.len() as u64;
+        s.pending_since.get_or_insert(now);
+        self.metrics
+            .cluster_events_received
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        self.flush_locked(&mut s)
+    }
+
+    /// Cluster mode: registers a subscriber starting at `from`, which the
+    /// shell resolved against JetStream and which is at most the local
+    /// tail. Returns the subscription (its replay covers what the ring
+    /// still has of `from..tail`) and the offset that replay starts at:
+    /// the shell sends `from..that` from JetStream first.
+    pub fn subscribe_from(
+        &self,
+        key: &StreamKey,
+        id: u64,
+        from: u64,
+        offsets: bool,
+    ) -> Result<(Subscription, u64), SubscribeError> {
+        let stream = self
+            .stream(key)?
+            .ok_or_else(|| SubscribeError::NotFound(key.clone()))?;
+        let mut s = lock(&stream);
+        drop(self.flush_locked(&mut s));
+        let tail = s.next_offset;
+        if from > tail {
+            return Err(SubscribeError::InFuture {
+                requested: from,
+                available: tail,
+            });
+        }
+        let ring_from = from.max(s.oldest());
+        let replay = Replay {
+            stream: (ring_from < tail).then(|| stream.clone()),
+            id,
+            offsets,
+            next: ring_from,
+            end: tail,
+            max_events: self.settings.batch_max_events.max(1),
+            max_bytes: self.settings.batch_max_bytes,
+        };
+        let queue = SubscriberQueue::new(self.settings.queue_capacity, self.settings.queue_policy);
+        s.subscribers.push(Subscriber {
+            queue: queue.clone(),
+            offsets,
+        });
+        self.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            Subscription {
+                id,
+                key: key.clone(),
+                queue,
+                replay,
+            },
+            ring_from,
+        ))
+    }
+
+    /// Whether any live subscriber remains on a stream (cluster mode stops
+    /// a feed nobody reads).
+    pub fn has_subscribers(&self, key: &StreamKey) -> bool {
+        self.existing(key).is_some_and(|stream| {
+            let mut s = lock(&stream);
+            s.subscribers.retain(|sub| !sub.queue.is_closed());
+            !s.subscribers.is_empty()
+        })
     }
 
     /// Per live subscriber of a stream: (events handed to its writer, events

@@ -32,6 +32,7 @@ use felix_wire::{
     BINARY_PUBLISH_BATCH, ERROR_TEXT_MAX_BYTES, ORIGINAL_V1_FLAGS,
 };
 
+use super::forward::Forward;
 use super::pubsub::{SubscribeError, Subscription};
 use super::queue::SubscriberQueue;
 use super::request::{PublishRequest, Ready, RequestError, Sorted};
@@ -62,6 +63,10 @@ pub enum Output {
     Timeout(Instant),
     /// Wait until these `block` queues have room before reading on.
     Wait(Vec<std::sync::Arc<SubscriberQueue>>),
+    /// Cluster mode: carry this checked request out on NATS JetStream,
+    /// then write its reply (built with [`super::forward`]'s helpers) and
+    /// read on. A subscribe ends the stream as [`Output::Subscribe`] does.
+    Forward(super::forward::Forward),
 }
 
 /// Time as the caller sees it.
@@ -274,6 +279,15 @@ impl Session {
                 if self.subscribed {
                     return self.fail(out, RequestError::AlreadySubscribed.to_string());
                 }
+                if core.clustered {
+                    return match ready.check_subscribe(core, s) {
+                        Ok(sub) => {
+                            self.subscribed = true;
+                            out.push(Output::Forward(Forward::Subscribe(sub)));
+                        }
+                        Err(why) => self.fail(out, why.to_string()),
+                    };
+                }
                 match ready.subscribe(core, s) {
                     Ok(sub) => {
                         self.subscribed = true;
@@ -285,6 +299,18 @@ impl Session {
                         out.push(Output::Send(cursor_error(&cursor)));
                         self.close(out);
                     }
+                    Err(why) => self.fail(out, why.to_string()),
+                }
+            }
+            Frame::Json(Message::CachePut(c)) if core.clustered => {
+                match ready.check_cache_put(core, c, payload_len) {
+                    Ok(put) => out.push(Output::Forward(Forward::CachePut(put))),
+                    Err(why) => self.fail(out, why.to_string()),
+                }
+            }
+            Frame::Json(Message::CacheGet(c)) if core.clustered => {
+                match ready.check_cache_get(core, c) {
+                    Ok(get) => out.push(Output::Forward(Forward::CacheGet(get))),
                     Err(why) => self.fail(out, why.to_string()),
                 }
             }
@@ -341,6 +367,18 @@ impl Session {
         let control = self.role == Role::Control;
         if request.wants_ack(control) && request.request_id.is_none() {
             return self.fail(out, RequestError::MissingRequestId.to_string());
+        }
+        if core.clustered {
+            // Acked only once JetStream stored it: the shell answers.
+            return match ready.check_publish(core, &request) {
+                Ok(()) => out.push(Output::Forward(Forward::Publish(request))),
+                Err(why) => {
+                    tracing::debug!(stream = %request.key, %why, "publish refused");
+                    if let Some(ack) = request.ack(control, &Err(why)) {
+                        out.push(Output::Send(frame_bytes(ack)));
+                    }
+                }
+            };
         }
         let result = match ready.publish(core, &request, now.instant) {
             Ok(outcome) => {

@@ -117,6 +117,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) timer: Arc<tokio::sync::Notify>,
     /// Writes every subscription's events on this connection.
     pub(crate) events: Arc<events::EventWriter>,
+    /// Cluster mode: carries forwarded requests out on NATS JetStream.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A broker serving on a bound endpoint.
@@ -128,6 +130,7 @@ pub struct RunningBroker {
     accept: tokio::task::JoinHandle<()>,
     timers: tokio::task::JoinHandle<()>,
     limits: ShellLimits,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Drop for RunningBroker {
@@ -155,6 +158,18 @@ impl RunningBroker {
         core: Arc<Core>,
         limits: ShellLimits,
     ) -> std::io::Result<Self> {
+        Self::start_clustered(addr, server_config, core, limits, None)
+    }
+
+    /// Binds `addr` and starts accepting; with `cluster`, requests the
+    /// core forwards (its `clustered` flag set) go to NATS JetStream.
+    pub fn start_clustered(
+        addr: SocketAddr,
+        server_config: quinn::ServerConfig,
+        core: Arc<Core>,
+        limits: ShellLimits,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> std::io::Result<Self> {
         let endpoint = quinn::Endpoint::new(
             crate::tls::endpoint_config(),
             Some(server_config),
@@ -172,6 +187,7 @@ impl RunningBroker {
             writers.clone(),
             limits.clone(),
             timer,
+            cluster.clone(),
         ));
         Ok(RunningBroker {
             endpoint,
@@ -181,6 +197,7 @@ impl RunningBroker {
             accept,
             timers,
             limits,
+            cluster,
         })
     }
 
@@ -206,6 +223,9 @@ impl RunningBroker {
         self.core.pubsub.begin_drain();
         self.core.pubsub.flush_all();
         self.timers.abort();
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
+        }
         self.core.pubsub.close_all();
         self.writers.close();
         if tokio::time::timeout(self.limits.drain_timeout, self.writers.wait())
@@ -282,6 +302,7 @@ async fn accept_loop(
     writers: TaskTracker,
     limits: ShellLimits,
     timer: Arc<tokio::sync::Notify>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) {
     let limits = Arc::new(limits);
     let broker_budget = budget::ByteBudget::new(limits.receive_budget);
@@ -299,6 +320,7 @@ async fn accept_loop(
         let broker_pre_auth = broker_pre_auth.clone();
         let per_source = per_source.clone();
         let timer = timer.clone();
+        let cluster = cluster.clone();
         tasks.spawn(async move {
             // A failed handshake only ever affects this task.
             let connection = match incoming.await {
@@ -360,6 +382,7 @@ async fn accept_loop(
                 authenticated: Arc::default(),
                 timer,
                 events: Arc::default(),
+                cluster: cluster.clone(),
             };
             serve_connection(ctx).await;
             per_source.remove(source);

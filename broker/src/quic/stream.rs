@@ -16,8 +16,11 @@ use quinn::{RecvStream, SendStream};
 
 use super::budget::{Budgets, ConnectionFull};
 use super::{ConnectionContext, ShellLimits};
+use crate::cluster::streams::{History, SubscribeFailure};
+use crate::core::forward::{self as forward_reply, Forward};
 use crate::core::pubsub::Subscription;
 use crate::core::queue::{QueueWaker, SubscriberQueue};
+use crate::core::request::RequestError;
 use crate::core::session::{Now, Output, Role, Session};
 
 /// Bytes a stream may read past a frame boundary without knowing the next
@@ -269,8 +272,13 @@ async fn serve(
                     Output::Subscribe(sub) => {
                         replies_bytes = 0;
                         flush_replies(&mut send, &mut replies).await;
-                        start_subscription(ctx, sub, &mut replies).await;
+                        start_subscription(ctx, sub, None, &mut replies).await;
                         close = true;
+                    }
+                    Output::Forward(request) => {
+                        if forward(ctx, role, request, &mut send, &mut replies).await {
+                            close = true;
+                        }
                     }
                 }
             }
@@ -478,11 +486,89 @@ async fn finish(send: Option<SendStream>, mut recv: RecvStream) {
     }
 }
 
-/// Opens the event stream, writes hello and replay, hands the queue to a
-/// writer, and queues the `subscribed` (or `error`) reply.
+/// Cluster mode: carries a forwarded request out on NATS JetStream and
+/// queues its reply. Requests on one stream are carried out one at a time,
+/// in order, so acks keep the order of their publishes. Returns whether
+/// the stream ends.
+async fn forward(
+    ctx: &ConnectionContext,
+    role: Role,
+    request: Forward,
+    send: &mut Option<SendStream>,
+    replies: &mut Vec<Bytes>,
+) -> bool {
+    let Some(cluster) = ctx.cluster.as_ref() else {
+        // A core marked clustered always runs with a cluster; if not, say so.
+        replies.push(forward_reply::error_reply("cluster mode is not running"));
+        return true;
+    };
+    let control = role == Role::Control;
+    match request {
+        Forward::Publish(request) => {
+            let result = cluster
+                .publish(&request.key, &request.payloads)
+                .await
+                .map(|_| ())
+                .map_err(RequestError::from);
+            if let Ok(()) = result {
+                let events = request.payloads.len() as u64;
+                let bytes: usize = request.payloads.iter().map(Bytes::len).sum();
+                let m = &ctx.core.metrics;
+                m.published_events.fetch_add(events, Ordering::Relaxed);
+                m.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            if let Some(ack) = request.ack(control, &result) {
+                replies.push(ack.to_bytes().unwrap_or_default());
+            }
+            false
+        }
+        Forward::CachePut(put) => match cluster.cache_put(&put).await {
+            Ok(()) => {
+                let (reply, close) = forward_reply::cache_put_reply(put.request_id);
+                replies.push(reply);
+                close
+            }
+            Err(why) => {
+                replies.push(forward_reply::error_reply(why.to_string()));
+                true
+            }
+        },
+        Forward::CacheGet(get) => match cluster.cache_get(&get).await {
+            Ok(value) => {
+                let (reply, close) = forward_reply::cache_get_reply(get, value);
+                replies.push(reply);
+                close
+            }
+            Err(why) => {
+                replies.push(forward_reply::error_reply(why.to_string()));
+                true
+            }
+        },
+        Forward::Subscribe(req) => {
+            match cluster.subscribe(&req).await {
+                Ok((sub, history)) => {
+                    flush_replies(send, replies).await;
+                    start_subscription(ctx, sub, history, replies).await;
+                }
+                Err(SubscribeFailure::Refused(e)) => {
+                    replies.push(forward_reply::subscribe_error_reply(&e))
+                }
+                Err(SubscribeFailure::Cluster(e)) => {
+                    replies.push(forward_reply::error_reply(e.to_string()))
+                }
+            }
+            true
+        }
+    }
+}
+
+/// Opens the event stream, writes hello, history from the cluster (cluster
+/// mode), the replay, hands the queue to a writer, and queues the
+/// `subscribed` (or `error`) reply.
 async fn start_subscription(
     ctx: &ConnectionContext,
     mut sub: Subscription,
+    mut history: Option<History>,
     replies: &mut Vec<Bytes>,
 ) {
     let reply = |m: Message| Frame::Json(m).to_bytes().unwrap_or_default();
@@ -515,6 +601,51 @@ async fn start_subscription(
     let mut chunks: Vec<Bytes> = vec![reply(Message::from(EventStreamHello {
         subscription_id: sub.id,
     }))];
+    // Cluster mode: what the node's ring no longer has comes from
+    // JetStream first, a batch at a time, as the peer reads it.
+    while let Some(h) = history.as_mut() {
+        let batch = match h.next_batch().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading history from the cluster failed");
+                ctx.core
+                    .metrics
+                    .cluster_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
+                ctx.core.pubsub.unsubscribe(&sub);
+                // The event stream ends without `subscribed`: the client
+                // sees the failure and may subscribe again from its offset.
+                let _ = uni.reset(0u32.into());
+                replies.push(reply(Message::from(felix_wire::ErrorMessage {
+                    message: format!("cluster unavailable: {e}"),
+                })));
+                return;
+            }
+        };
+        if batch.skipped > 0 {
+            sub.queue.count_dropped(batch.skipped);
+            ctx.core
+                .metrics
+                .dropped_events
+                .fetch_add(batch.skipped, Ordering::Relaxed);
+        }
+        if batch.events > 0 {
+            chunks.push(batch.frame);
+            let m = &ctx.core.metrics;
+            m.delivered_events
+                .fetch_add(batch.events, Ordering::Relaxed);
+            m.cluster_history_events
+                .fetch_add(batch.events, Ordering::Relaxed);
+        }
+        if uni.write_all_chunks(&mut chunks).await.is_err() {
+            ctx.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            ctx.core.pubsub.unsubscribe(&sub);
+            return;
+        }
+        chunks.clear();
+    }
     loop {
         let next = sub.replay.next_batch();
         if let Some(batch) = &next {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod nats;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

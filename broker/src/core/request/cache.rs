@@ -7,6 +7,7 @@ use felix_wire::{CacheGet, CachePut, CacheValue};
 
 use super::{check_names, Ready, RequestError};
 use crate::core::cache::CacheKey;
+use crate::core::forward::{ClusterCacheGet, ClusterCachePut};
 use crate::core::perms::Action;
 use crate::core::Core;
 
@@ -108,6 +109,65 @@ impl Ready {
             cache,
             key,
             value,
+            request_id: c.request_id,
+        })
+    }
+
+    /// Cluster mode: the same checks as [`Ready::cache_put`]; the shell
+    /// stores the entry in the KV bucket.
+    pub fn check_cache_put(
+        &self,
+        core: &Core,
+        c: CachePut,
+        payload_len: usize,
+    ) -> Result<ClusterCachePut, RequestError> {
+        self.cache_scope(
+            core,
+            Action::CacheWrite,
+            &c.tenant_id,
+            &c.namespace,
+            &c.cache,
+            &c.key,
+        )?;
+        let reply = payload_len + CACHE_VALUE_GROWTH;
+        let max = core.settings.max_frame_bytes as usize;
+        if reply > max {
+            return Err(RequestError::CacheValueOverCap { len: reply, max });
+        }
+        Ok(ClusterCachePut {
+            key: CacheKey {
+                tenant: c.tenant_id,
+                namespace: c.namespace,
+                cache: c.cache,
+                key: c.key,
+            },
+            value: c.value,
+            ttl_ms: c.ttl_ms,
+            request_id: c.request_id,
+        })
+    }
+
+    /// Cluster mode: the same checks as [`Ready::cache_get`].
+    pub fn check_cache_get(
+        &self,
+        core: &Core,
+        c: CacheGet,
+    ) -> Result<ClusterCacheGet, RequestError> {
+        self.cache_scope(
+            core,
+            Action::CacheRead,
+            &c.tenant_id,
+            &c.namespace,
+            &c.cache,
+            &c.key,
+        )?;
+        Ok(ClusterCacheGet {
+            key: CacheKey {
+                tenant: c.tenant_id,
+                namespace: c.namespace,
+                cache: c.cache,
+                key: c.key,
+            },
             request_id: c.request_id,
         })
     }

@@ -101,6 +101,9 @@ pub enum RequestError {
     /// The cache refused the entry.
     #[error(transparent)]
     Cache(#[from] CacheRejected),
+    /// Cluster mode: NATS could not carry the request out.
+    #[error(transparent)]
+    Backplane(#[from] super::forward::BackplaneError),
 }
 
 impl Ready {

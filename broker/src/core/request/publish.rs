@@ -137,4 +137,18 @@ impl Ready {
         )?;
         Ok(core.pubsub.publish(key, &request.payloads, now)?)
     }
+
+    /// Cluster mode: the same checks as [`Ready::publish`], keeping nothing
+    /// (JetStream stores the events).
+    pub fn check_publish(&self, core: &Core, request: &PublishRequest) -> Result<(), RequestError> {
+        let key = &request.key;
+        self.authorize(
+            core,
+            Action::StreamPublish,
+            &key.tenant,
+            &key.namespace,
+            &key.stream,
+        )?;
+        Ok(core.pubsub.admit(key, &request.payloads)?)
+    }
 }

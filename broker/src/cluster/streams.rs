@@ -1,0 +1,453 @@
+//! Felix streams on JetStream streams.
+//!
+//! One JetStream stream per felix stream (subject `{prefix}.s.{hash}`,
+//! see [`super::names`]). A felix offset is the JetStream sequence minus
+//! one (felix offsets start at 0, JetStream sequences at 1), so offsets
+//! are the same on every node.
+//!
+//! - Publish: every event is sent, then every ack awaited; the client's
+//!   ack goes out only after JetStream acked all of them (stored with the
+//!   configured replicas).
+//! - Feed: the first local subscriber of a stream starts the node's one
+//!   ordered push consumer for it, at the sequence after the stream's last
+//!   one; what it reads is injected into the core's encode-once fan-out.
+//!   Never one consumer per subscriber.
+//! - Subscribe: the start is resolved against the JetStream stream's
+//!   first and last sequence (`too_old`, `in_future`); history older than
+//!   the node's replay ring is read from JetStream by a short-lived
+//!   ordered consumer, then the ring's part, then live: no gap, no
+//!   duplicate, on any node.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+
+use async_nats::jetstream::consumer::push::{Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
+use async_nats::jetstream::stream::{self, Stream};
+
+use super::names::stream_names;
+use super::{Cluster, ClusterError};
+use crate::core::forward::{BackplaneError, ClusterSubscribe};
+use crate::core::pubsub::{StreamKey, SubscribeError, Subscription};
+use crate::core::queue::{QueueWaker, SubscriberQueue};
+use felix_wire::StartPosition;
+
+/// Why a cluster subscribe was refused.
+#[derive(Debug)]
+pub enum SubscribeFailure {
+    /// Refused as on one node (cursor errors included).
+    Refused(SubscribeError),
+    /// NATS could not answer.
+    Cluster(BackplaneError),
+}
+
+/// History a subscriber needs from JetStream before the node's ring:
+/// offsets `from..until`, read by one short-lived ordered consumer.
+pub struct History {
+    messages: Option<Ordered>,
+    /// A message read past a gap, kept for the next batch.
+    stash: Option<async_nats::jetstream::Message>,
+    id: u64,
+    offsets: bool,
+    /// Next offset to send.
+    next: u64,
+    until: u64,
+    max_events: usize,
+    max_bytes: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("next", &self.next)
+            .field("until", &self.until)
+            .finish()
+    }
+}
+
+/// One batch of history.
+#[derive(Debug)]
+pub struct HistoryBatch {
+    /// The encoded `0x0002`/`0x0022` frame (empty if only skips).
+    pub frame: Bytes,
+    /// Events in it.
+    pub events: u64,
+    /// Events JetStream no longer had (retention) when read.
+    pub skipped: u64,
+}
+
+impl History {
+    /// Reads and encodes the next batch, `Ok(None)` when done.
+    pub async fn next_batch(&mut self) -> Result<Option<HistoryBatch>, ClusterError> {
+        if self.next >= self.until {
+            self.messages = None;
+            return Ok(None);
+        }
+        let Some(messages) = self.messages.as_mut() else {
+            return Ok(None);
+        };
+        let mut payloads = Vec::new();
+        let mut base = None;
+        let mut bytes = 0;
+        let mut skipped = 0;
+        while self.next < self.until && payloads.len() < self.max_events && bytes < self.max_bytes {
+            let msg = match self.stash.take() {
+                Some(m) => m,
+                None => match tokio::time::timeout(self.timeout, messages.next()).await {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(Some(Err(e))) => return Err(ClusterError::js("reading history", e)),
+                    Ok(None) | Err(_) => {
+                        return Err(ClusterError::js("reading history", "no message in time"))
+                    }
+                },
+            };
+            let seq = msg
+                .info()
+                .map_err(|e| ClusterError::js("reading history", e))?
+                .stream_sequence;
+            let offset = seq.saturating_sub(1);
+            if offset < self.next {
+                continue;
+            }
+            if offset > self.next {
+                // Retention removed events meanwhile: a batch holds
+                // consecutive offsets only, so a gap ends it.
+                if !payloads.is_empty() {
+                    self.stash = Some(msg);
+                    break;
+                }
+                let to = offset.min(self.until);
+                skipped += to - self.next;
+                self.next = to;
+                if offset >= self.until {
+                    break;
+                }
+            }
+            base.get_or_insert(offset);
+            bytes += msg.payload.len();
+            payloads.push(msg.payload.clone());
+            self.next += 1;
+        }
+        let events = payloads.len() as u64;
+        let frame = match base {
+            Some(base) => {
+                crate::core::pubsub::encode_history(self.id, self.offsets, base, payloads)
+            }
+            None => Bytes::new(),
+        };
+        Ok(Some(HistoryBatch {
+            frame,
+            events,
+            skipped,
+        }))
+    }
+}
+
+/// Wakes the feed when a `block` queue has room.
+#[derive(Debug, Default)]
+struct Wake(tokio::sync::Notify);
+
+impl QueueWaker for Wake {
+    fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+async fn wait_writable(queue: &SubscriberQueue) {
+    let wake = Arc::new(Wake::default());
+    while queue.wake_when_writable(wake.clone()) {
+        wake.0.notified().await;
+    }
+}
+
+/// `(oldest retained offset, tail)` of a JetStream stream.
+fn offsets(state: &stream::State) -> (u64, u64) {
+    let tail = state.last_sequence;
+    if state.messages == 0 {
+        (tail, tail)
+    } else {
+        (state.first_sequence.saturating_sub(1), tail)
+    }
+}
+
+impl Cluster {
+    /// The JetStream stream of a felix stream, made on first use.
+    async fn stream(&self, key: &StreamKey) -> Result<Stream, ClusterError> {
+        if let Some(s) = self.streams.lock().await.get(key) {
+            return Ok(s.clone());
+        }
+        self.connected()?;
+        let names = stream_names(&self.settings.prefix, key);
+        let config = stream::Config {
+            name: names.stream.clone(),
+            description: Some(format!("felix stream {key}")),
+            subjects: vec![names.subject],
+            num_replicas: self.settings.replicas,
+            max_bytes: self.settings.stream_max_bytes,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        };
+        let s = self
+            .js
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| ClusterError::js("creating the JetStream stream", e))?;
+        self.streams.lock().await.insert(key.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// Stores `payloads` in the stream's JetStream stream; the offset of
+    /// the first. Returns only once JetStream acked every one.
+    pub async fn publish(
+        &self,
+        key: &StreamKey,
+        payloads: &[Bytes],
+    ) -> Result<u64, BackplaneError> {
+        self.try_publish(key, payloads)
+            .await
+            .map_err(|e| self.failed("publish", e))
+    }
+
+    async fn try_publish(&self, key: &StreamKey, payloads: &[Bytes]) -> Result<u64, ClusterError> {
+        self.connected()?;
+        let max = self.max_payload();
+        if let Some(big) = payloads.iter().find(|p| p.len() > max) {
+            return Err(ClusterError::TooLarge {
+                len: big.len(),
+                max,
+            });
+        }
+        self.stream(key).await?;
+        self.connected()?;
+        let subject = stream_names(&self.settings.prefix, key).subject;
+        // Sent back to back, then acked: one round trip for the batch.
+        let mut acks = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            acks.push(
+                self.js
+                    .publish(subject.clone(), p.clone())
+                    .await
+                    .map_err(|e| ClusterError::js("publishing", e))?,
+            );
+        }
+        let mut first = None;
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|e| ClusterError::js("waiting for JetStream's ack", e))?;
+            first.get_or_insert(ack.sequence.saturating_sub(1));
+        }
+        Ok(first.unwrap_or(0))
+    }
+
+    /// Resolves a subscribe against JetStream, makes sure the node's feed
+    /// runs, and registers the subscriber: the subscription, and the
+    /// history to send before its replay.
+    pub async fn subscribe(
+        &self,
+        req: &ClusterSubscribe,
+    ) -> Result<(Subscription, Option<History>), SubscribeFailure> {
+        let cluster = |e: ClusterError| SubscribeFailure::Cluster(self.failed("subscribe", e));
+        let stream = self.stream(&req.key).await.map_err(cluster)?;
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|e| cluster(ClusterError::js("reading the stream's state", e)))?;
+        let (oldest, tail) = offsets(&info.state);
+        let from = match req.start {
+            StartPosition::Latest => None,
+            StartPosition::Earliest => Some(oldest),
+            StartPosition::Offset(n) if n > tail => {
+                return Err(SubscribeFailure::Refused(SubscribeError::InFuture {
+                    requested: n,
+                    available: tail,
+                }))
+            }
+            StartPosition::Offset(n) if n < oldest => {
+                return Err(SubscribeFailure::Refused(SubscribeError::TooOld {
+                    requested: n,
+                    available: oldest,
+                }))
+            }
+            StartPosition::Offset(n) => Some(n),
+        };
+        self.ensure_feed(&req.key, &stream).await.map_err(cluster)?;
+        let pubsub = &self.core.pubsub;
+        let local_tail = || pubsub.offsets(&req.key).map_or(0, |(tail, _)| tail);
+        let from = match from {
+            Some(n) => {
+                // The feed may not have read up to `n` yet: wait for it,
+                // so live events start exactly at the subscriber's start.
+                let deadline = Instant::now() + self.settings.timeout;
+                while local_tail() < n {
+                    if Instant::now() >= deadline {
+                        return Err(cluster(ClusterError::js(
+                            "subscribing",
+                            "this node's feed is behind the stream",
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                n
+            }
+            None => local_tail(),
+        };
+        let (sub, ring_from) = pubsub
+            .subscribe_from(&req.key, req.id, from, req.offsets)
+            .map_err(SubscribeFailure::Refused)?;
+        if from >= ring_from {
+            return Ok((sub, None));
+        }
+        let messages = match self.ordered(&stream, from + 1).await {
+            Ok(c) => c
+                .messages()
+                .await
+                .map_err(|e| ClusterError::js("reading history", e)),
+            Err(e) => Err(e),
+        };
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                pubsub.unsubscribe(&sub);
+                return Err(cluster(e));
+            }
+        };
+        let settings = &self.core.settings;
+        Ok((
+            sub,
+            Some(History {
+                messages: Some(messages),
+                stash: None,
+                id: req.id,
+                offsets: req.offsets,
+                next: from,
+                until: ring_from,
+                max_events: settings.batch_max_events.max(1),
+                max_bytes: settings.batch_max_bytes,
+                timeout: self.settings.timeout,
+            }),
+        ))
+    }
+
+    /// An ordered push consumer from stream sequence `start` (its client
+    /// side re-creates it after a gap or a reconnect, in order).
+    async fn ordered(
+        &self,
+        stream: &Stream,
+        start: u64,
+    ) -> Result<Consumer<OrderedConfig>, ClusterError> {
+        stream
+            .create_consumer(OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::js("creating a consumer", e))
+    }
+
+    /// Starts the node's feed for `key` unless it runs.
+    async fn ensure_feed(&self, key: &StreamKey, stream: &Stream) -> Result<(), ClusterError> {
+        let mut feeds = self.feeds.lock().await;
+        if let Some(task) = feeds.get(key) {
+            if !task.is_finished() {
+                return Ok(());
+            }
+            feeds.remove(key);
+            self.core.pubsub.detach_feed(key);
+            self.core
+                .metrics
+                .cluster_feeds
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        // The consumer starts right after the last sequence read here, and
+        // local offsets continue from it: nothing stored after this read
+        // is missed, nothing before it is fed twice.
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|e| ClusterError::js("reading the stream's state", e))?;
+        let last = info.state.last_sequence;
+        let consumer = self.ordered(stream, last + 1).await?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| ClusterError::js("starting the feed", e))?;
+        self.core
+            .pubsub
+            .attach_feed(key, last)
+            .map_err(|e| ClusterError::js("starting the feed", e))?;
+        let task = tokio::spawn(feed(self.core.clone(), key.clone(), messages));
+        feeds.insert(key.clone(), task);
+        self.core
+            .metrics
+            .cluster_feeds
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(stream = %key, from = last + 1, "cluster feed started");
+        Ok(())
+    }
+}
+
+/// Reads the node's consumer for one stream and fans out what arrives:
+/// whatever is already buffered goes out as one batch (up to the batch
+/// limit), so a burst is encoded once per batch, as on one node.
+async fn feed(core: Arc<crate::core::Core>, key: StreamKey, mut messages: Ordered) {
+    let max_events = core.settings.batch_max_events.max(1);
+    let max_bytes = core.settings.batch_max_bytes;
+    loop {
+        let first = match messages.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                // The ordered consumer recovers from gaps and reconnects
+                // itself; what reaches here is worth a log line only.
+                tracing::warn!(stream = %key, error = %e, "cluster feed");
+                continue;
+            }
+            None => break,
+        };
+        let mut batch = vec![first];
+        let mut bytes = batch[0].payload.len();
+        while batch.len() < max_events && bytes < max_bytes {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(m))) => {
+                    bytes += m.payload.len();
+                    batch.push(m);
+                }
+                _ => break,
+            }
+        }
+        // Runs of consecutive sequences (a stream has one subject, so a
+        // gap only follows retention).
+        let mut run: Vec<Bytes> = Vec::new();
+        let mut run_start = 0;
+        for m in batch {
+            let Ok(info) = m.info() else { continue };
+            let offset = info.stream_sequence.saturating_sub(1);
+            if !run.is_empty() && offset != run_start + run.len() as u64 {
+                inject(&core, &key, run_start, std::mem::take(&mut run)).await;
+            }
+            if run.is_empty() {
+                run_start = offset;
+            }
+            run.push(m.payload.clone());
+        }
+        if !run.is_empty() {
+            inject(&core, &key, run_start, run).await;
+        }
+    }
+    core.pubsub.detach_feed(&key);
+    tracing::info!(stream = %key, "cluster feed ended");
+}
+
+async fn inject(core: &crate::core::Core, key: &StreamKey, first: u64, payloads: Vec<Bytes>) {
+    for queue in core.pubsub.inject(key, first, payloads, Instant::now()) {
+        wait_writable(&queue).await;
+    }
+}
