@@ -924,6 +924,7 @@ impl PubSub {
                 key: key.clone(),
                 queue,
                 replay,
+                expires_at_unix: None,
             },
             ring_from,
         ))
