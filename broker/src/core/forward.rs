@@ -47,6 +47,8 @@ pub struct ClusterSubscribe {
     pub start: StartPosition,
     /// Whether the subscriber negotiated offsets in event batches.
     pub offsets: bool,
+    /// When the subscriber's credential expires (unix seconds).
+    pub expires_at_unix: Option<u64>,
 }
 
 /// A cache put for the KV bucket.

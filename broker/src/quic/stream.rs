@@ -546,7 +546,9 @@ async fn forward(
         },
         Forward::Subscribe(req) => {
             match cluster.subscribe(&req).await {
-                Ok((sub, history)) => {
+                Ok((mut sub, history)) => {
+                    // The token's expiry ends a clustered subscription too.
+                    sub.expires_at_unix = req.expires_at_unix;
                     flush_replies(send, replies).await;
                     start_subscription(ctx, sub, history, replies).await;
                 }

@@ -61,6 +61,7 @@ impl Ready {
                 .unwrap_or_else(|| core.pubsub.next_subscription_id()),
             start: s.start.unwrap_or(StartPosition::Latest),
             offsets: self.flags & EVENT_BATCH_OFFSETS != 0,
+            expires_at_unix: self.ctx.expires_at_unix,
         })
     }
 }
