@@ -11,7 +11,7 @@ use felix_wire::Frame;
 use tokio::time::Instant;
 
 use crate::config::ClientConfig;
-use crate::error::ClientError;
+use crate::error::{ClientError, ConnectError, TlsError};
 use crate::events::EventConn;
 use crate::pool::{Expect, RequestError, RequestStream, UniStream};
 
@@ -47,19 +47,23 @@ pub(crate) fn handshake_error(
     e: &quinn::ConnectionError,
 ) -> (ClientError, bool) {
     let crypto = |code: u64| (0x100..0x200).contains(&code);
+    let tls = || {
+        ClientError::Tls(TlsError::Handshake {
+            addr,
+            source: e.clone(),
+        })
+    };
+    let connect = || ClientError::Connect {
+        addr,
+        source: ConnectError::Connection(e.clone()),
+    };
     match e {
-        quinn::ConnectionError::TransportError(t) if crypto(t.code.into()) => (
-            ClientError::Tls(format!("handshake with {addr} failed: {t}")),
-            false,
-        ),
-        quinn::ConnectionError::ConnectionClosed(c) if crypto(c.error_code.into()) => (
-            ClientError::Tls(format!("{addr} refused the handshake: {c}")),
-            false,
-        ),
-        quinn::ConnectionError::VersionMismatch => {
-            (ClientError::Connect(format!("{addr}: {e}")), false)
+        quinn::ConnectionError::TransportError(t) if crypto(t.code.into()) => (tls(), false),
+        quinn::ConnectionError::ConnectionClosed(c) if crypto(c.error_code.into()) => {
+            (tls(), false)
         }
-        _ => (ClientError::Connect(format!("{addr}: {e}")), true),
+        quinn::ConnectionError::VersionMismatch => (connect(), false),
+        _ => (connect(), true),
     }
 }
 
@@ -160,12 +164,17 @@ impl Client {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
+        let bind_error = |source| ClientError::Connect {
+            addr: config.addr,
+            source: ConnectError::Bind(source),
+        };
         let mut endpoint = quinn::Endpoint::new(
             crate::tls::endpoint_config(),
             None,
-            crate::socket::bind(bind)?,
+            crate::socket::bind(bind).map_err(bind_error)?,
             Arc::new(quinn::TokioRuntime),
-        )?;
+        )
+        .map_err(bind_error)?;
         endpoint.set_default_client_config(crate::tls::quinn_config(&config)?);
         let client = Client {
             inner: Arc::new(Inner {
@@ -216,15 +225,21 @@ impl Client {
             .inner
             .endpoint
             .connect(c.addr, &c.server_name)
-            .map_err(|e| (ClientError::Connect(format!("{}: {e}", c.addr)), false))?;
+            .map_err(|e| {
+                let e = ClientError::Connect {
+                    addr: c.addr,
+                    source: ConnectError::Start(e),
+                };
+                (e, false)
+            })?;
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(handshake_error(c.addr, &e)),
             Err(_) => Err((
-                ClientError::Connect(format!(
-                    "{}: no answer within the connect timeout ({:?})",
-                    c.addr, c.connect_timeout
-                )),
+                ClientError::Connect {
+                    addr: c.addr,
+                    source: ConnectError::TimedOut(timeout),
+                },
                 true,
             )),
         }
@@ -460,10 +475,22 @@ mod tests {
             reason: Bytes::new(),
         });
         let (e, retry) = handshake_error(addr, &refused);
-        assert!(matches!(e, ClientError::Tls(_)), "{e}");
+        assert!(
+            matches!(e, ClientError::Tls(TlsError::Handshake { .. })),
+            "{e}"
+        );
         assert!(!retry);
         let (e, retry) = handshake_error(addr, &quinn::ConnectionError::TimedOut);
-        assert!(matches!(e, ClientError::Connect(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                ClientError::Connect {
+                    source: ConnectError::Connection(quinn::ConnectionError::TimedOut),
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(retry);
         let (_, retry) = handshake_error(addr, &quinn::ConnectionError::Reset);
         assert!(retry);

@@ -6,13 +6,12 @@
 //! use felix_wire::StartPosition;
 //!
 //! # async fn demo() -> Result<(), felix_client::ClientError> {
-//! let config = ClientConfig::new(
+//! let config = ClientConfig::builder(
 //!     "127.0.0.1:5000".parse().expect("a literal address"),
-//!     "localhost",
 //!     Trust::CertificateFile(".felix/tls/cert.pem".into()),
-//!     "t1",
-//!     "dev",
-//! );
+//! )
+//! .credentials("t1", "dev")
+//! .build();
 //! let client = Client::connect(config).await?;
 //! let mut sub = client.subscribe("default", "orders", StartPosition::Latest).await?;
 //! client.publish("default", "orders", Bytes::from_static(b"hello"), Ack::PerMessage).await?;
@@ -48,8 +47,8 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`ClientConfig`], [`Trust`].
-//! - `error`: [`ClientError`].
+//! - `config`: [`ClientConfig`] and its builder, [`Trust`].
+//! - `error`: [`ClientError`], [`ConnectError`], [`TlsError`].
 //! - `connection`: [`Client`], connections, reconnecting, stream pools.
 //! - `pool`: request streams (in-order reply matching) and publish-only
 //!   streams.
@@ -75,9 +74,9 @@ mod socket;
 mod subscribe;
 pub mod tls;
 
-pub use config::{ClientConfig, Trust};
+pub use config::{ClientConfig, ClientConfigBuilder, Trust};
 pub use connection::Client;
-pub use error::ClientError;
+pub use error::{ClientError, ConnectError, TlsError};
 pub use publish::{publish_encoding, Ack, PublishEncoding};
 pub use subscribe::{Event, GapDetector, Subscription, SubscriptionItem};
 

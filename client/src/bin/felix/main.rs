@@ -31,13 +31,10 @@ fn trust(cli: &Cli) -> Result<Trust, String> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
-    let config = ClientConfig::new(
-        cli.addr,
-        cli.server_name.clone(),
-        trust(&cli)?,
-        cli.tenant.clone(),
-        cli.token.clone(),
-    );
+    let config = ClientConfig::builder(cli.addr, trust(&cli)?)
+        .server_name(cli.server_name.clone())
+        .credentials(cli.tenant.clone(), cli.token.clone())
+        .build();
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     let ns = cli.namespace.as_str();
     let mut out = std::io::stdout().lock();
