@@ -358,7 +358,8 @@ mod tests {
         };
         let (target, config) = Target::open(&connect, &args).expect("starts");
         assert_eq!(target.name(), "embedded");
-        assert!(config.addr.ip().is_loopback() && config.addr.port() != 0);
+        let addr = config.addrs()[0];
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
         let client = felix_client::Client::connect(config)
             .await
             .expect("connects");

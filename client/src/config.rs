@@ -24,8 +24,9 @@ pub enum Trust {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Broker address.
-    pub addr: SocketAddr,
+    /// Broker addresses, in the order they are tried; never empty (see
+    /// [`ClientConfig::addrs`]).
+    addrs: Vec<SocketAddr>,
     /// TLS server name (the dev certificate is for `localhost`).
     pub server_name: String,
     /// Certificate trust.
@@ -45,7 +46,9 @@ pub struct ClientConfig {
     pub event_connections: usize,
     /// QUIC keep-alive interval (keeps quiet subscriptions alive).
     pub keep_alive: Duration,
-    /// Time allowed to establish a connection, retries included.
+    /// Time allowed to establish a connection, retries and every broker
+    /// address included (each attempt gets an equal share of what is left
+    /// of it, so an address that never answers cannot use all of it).
     pub connect_timeout: Duration,
     /// Time allowed for one request: writing it and reading its reply.
     pub request_timeout: Duration,
@@ -58,6 +61,17 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The broker addresses: the first given to [`ClientConfig::builder`],
+    /// then those added with [`ClientConfigBuilder::failover_addr`].
+    ///
+    /// The client connects to the first that answers, starting from the
+    /// one that last worked, and moves to the next when a connection is
+    /// lost. Every address must present a certificate [`ClientConfig::trust`]
+    /// accepts for [`ClientConfig::server_name`].
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
     /// A builder for a client of the broker at `addr` whose certificate is
     /// trusted as `trust` (there is no default trust: like rustls, the
     /// caller chooses its roots).
@@ -71,7 +85,7 @@ impl ClientConfig {
     pub fn builder(addr: SocketAddr, trust: Trust) -> ClientConfigBuilder {
         ClientConfigBuilder {
             config: ClientConfig {
-                addr,
+                addrs: vec![addr],
                 server_name: "localhost".into(),
                 trust,
                 tenant_id: String::new(),
@@ -99,6 +113,21 @@ pub struct ClientConfigBuilder {
 }
 
 impl ClientConfigBuilder {
+    /// Adds a broker address to fail over to (a node of the same cluster:
+    /// see docs/cluster.md). An address already listed is not added twice.
+    pub fn failover_addr(mut self, addr: SocketAddr) -> Self {
+        if !self.config.addrs.contains(&addr) {
+            self.config.addrs.push(addr);
+        }
+        self
+    }
+
+    /// Adds several broker addresses to fail over to, in order
+    /// ([`ClientConfigBuilder::failover_addr`]).
+    pub fn failover_addrs(self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        addrs.into_iter().fold(self, Self::failover_addr)
+    }
+
     /// The TLS server name the broker's certificate must match.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.config.server_name = name.into();
@@ -182,6 +211,7 @@ mod tests {
         .credentials("t1", "dev")
         .build();
         assert_eq!(c.server_name, "localhost");
+        assert_eq!(c.addrs().len(), 1);
         assert_eq!((c.tenant_id.as_str(), c.token.as_str()), ("t1", "dev"));
         assert_eq!(c.publish_streams, 4);
         assert_eq!(c.cache_streams, 4);
@@ -210,7 +240,15 @@ mod tests {
         .request_timeout(Duration::from_millis(2))
         .reconnect_backoff(Duration::from_millis(3), Duration::from_millis(4))
         .max_frame_bytes(5)
+        .failover_addr("127.0.0.1:5001".parse().expect("literal address"))
+        .failover_addrs(["127.0.0.1:5000", "127.0.0.1:5002"].map(|a| a.parse().expect("literal")))
         .build();
+        let addrs: Vec<String> = c.addrs().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            addrs,
+            ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"],
+            "in order, without duplicates"
+        );
         assert_eq!(c.server_name, "broker.example");
         assert_eq!((c.tenant_id.as_str(), c.token.as_str()), ("", ""));
         assert_eq!(

@@ -10,6 +10,8 @@
 //!     "127.0.0.1:5000".parse().expect("a literal address"),
 //!     Trust::CertificateFile(".felix/tls/cert.pem".into()),
 //! )
+//! // Another node of the same cluster, to fail over to.
+//! .failover_addr("127.0.0.1:5001".parse().expect("a literal address"))
 //! .credentials("t1", "dev")
 //! .build();
 //! let client = Client::connect(config).await?;
@@ -34,7 +36,13 @@
 //!   [`ClientConfig::event_connections`] more carry subscriptions. TLS 1.3,
 //!   never any ALPN, keep-alives on. A lost connection is re-established
 //!   (exponential backoff) by the next operation; a live [`Subscription`]
-//!   ends with an error instead.
+//!   ends with an error instead, and [`Client::resume`] continues it from
+//!   the event after the last one it delivered.
+//! - Several broker addresses ([`ClientConfigBuilder::failover_addr`], the
+//!   nodes of a cluster): connecting tries them in turn from the one that
+//!   last worked, and a lost connection sends the next attempt to another
+//!   node first. Resuming is explicit, not automatic, because only cluster
+//!   nodes share offsets (docs/cluster.md).
 //! - Every stream the client opens starts with its own `auth` advertising
 //!   every known flag; the broker's answer sets [`Client::server_flags`].
 //! - Publishes use binary frames when the broker advertised them, JSON

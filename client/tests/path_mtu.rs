@@ -52,7 +52,7 @@ async fn packets_grow_past_1452_bytes_on_loopback_both_ways() {
         (server, conn)
     });
     let to_server = client
-        .connect(config.addr, "localhost")
+        .connect(config.addrs()[0], "localhost")
         .expect("connect")
         .await
         .expect("handshake");
