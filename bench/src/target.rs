@@ -72,13 +72,12 @@ pub(crate) fn spawned_broker_flags() -> Vec<String> {
 #[cfg(test)]
 pub(crate) fn test_broker() -> (EmbeddedBroker, ClientConfig) {
     let broker = embedded_config().start().expect("start an embedded broker");
-    let config = ClientConfig::new(
+    let config = ClientConfig::builder(
         broker.local_addr(),
-        "localhost",
         Trust::CertificateFile(broker.cert_path().to_path_buf()),
-        "t1",
-        "test",
-    );
+    )
+    .credentials("t1", "test")
+    .build();
     (broker, config)
 }
 
@@ -145,24 +144,17 @@ impl ConnectArgs {
                 self.cert.display()
             ));
         };
-        Ok(ClientConfig::new(
-            self.addr,
-            self.server_name.clone(),
-            trust,
-            self.tenant.clone(),
-            self.token.clone(),
-        ))
+        Ok(ClientConfig::builder(self.addr, trust)
+            .server_name(self.server_name.clone())
+            .credentials(self.tenant.clone(), self.token.clone())
+            .build())
     }
 
     /// A client configuration for a broker this process started.
     fn local(&self, addr: SocketAddr, cert: PathBuf) -> ClientConfig {
-        ClientConfig::new(
-            addr,
-            "localhost",
-            Trust::CertificateFile(cert),
-            self.tenant.clone(),
-            self.token.clone(),
-        )
+        ClientConfig::builder(addr, Trust::CertificateFile(cert))
+            .credentials(self.tenant.clone(), self.token.clone())
+            .build()
     }
 }
 
@@ -366,7 +358,8 @@ mod tests {
         };
         let (target, config) = Target::open(&connect, &args).expect("starts");
         assert_eq!(target.name(), "embedded");
-        assert!(config.addr.ip().is_loopback() && config.addr.port() != 0);
+        let addr = config.addrs()[0];
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
         let client = felix_client::Client::connect(config)
             .await
             .expect("connects");

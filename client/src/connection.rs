@@ -1,6 +1,13 @@
 //! The [`Client`] handle: the main connection (control, publish and cache
-//! streams), the event connections, reconnecting with exponential backoff,
-//! and the pools of streams.
+//! streams), the event connections, reconnecting with exponential backoff
+//! and failing over between broker addresses, and the pools of streams.
+//!
+//! Failover: every connection (main or event) is made by
+//! [`Client::dial_with_backoff`], which tries the configured addresses in
+//! turn, starting from the one that last worked. A connection found lost
+//! moves that starting point past its address, so the next attempt goes to
+//! another broker first instead of spending its time on one that just
+//! went away.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +18,7 @@ use felix_wire::Frame;
 use tokio::time::Instant;
 
 use crate::config::ClientConfig;
-use crate::error::ClientError;
+use crate::error::{ClientError, ConnectError, TlsError};
 use crate::events::EventConn;
 use crate::pool::{Expect, RequestError, RequestStream, UniStream};
 
@@ -47,19 +54,23 @@ pub(crate) fn handshake_error(
     e: &quinn::ConnectionError,
 ) -> (ClientError, bool) {
     let crypto = |code: u64| (0x100..0x200).contains(&code);
+    let tls = || {
+        ClientError::Tls(TlsError::Handshake {
+            addr,
+            source: e.clone(),
+        })
+    };
+    let connect = || ClientError::Connect {
+        addr,
+        source: ConnectError::Connection(e.clone()),
+    };
     match e {
-        quinn::ConnectionError::TransportError(t) if crypto(t.code.into()) => (
-            ClientError::Tls(format!("handshake with {addr} failed: {t}")),
-            false,
-        ),
-        quinn::ConnectionError::ConnectionClosed(c) if crypto(c.error_code.into()) => (
-            ClientError::Tls(format!("{addr} refused the handshake: {c}")),
-            false,
-        ),
-        quinn::ConnectionError::VersionMismatch => {
-            (ClientError::Connect(format!("{addr}: {e}")), false)
+        quinn::ConnectionError::TransportError(t) if crypto(t.code.into()) => (tls(), false),
+        quinn::ConnectionError::ConnectionClosed(c) if crypto(c.error_code.into()) => {
+            (tls(), false)
         }
-        _ => (ClientError::Connect(format!("{addr}: {e}")), true),
+        quinn::ConnectionError::VersionMismatch => (connect(), false),
+        _ => (connect(), true),
     }
 }
 
@@ -108,6 +119,10 @@ struct Inner {
     next_cache: AtomicUsize,
     next_event: AtomicUsize,
     next_subscription_id: AtomicU64,
+    /// Index in [`ClientConfig::addrs`] of the address to try first: the
+    /// one that last worked, or the one after an address whose connection
+    /// was lost.
+    preferred: AtomicUsize,
     closed: AtomicBool,
 }
 
@@ -136,7 +151,8 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addr", &self.inner.config.addr)
+            .field("addrs", &self.inner.config.addrs())
+            .field("preferred", &self.inner.preferred.load(Ordering::Relaxed))
             .field("server_flags", &self.server_flags())
             .finish_non_exhaustive()
     }
@@ -147,25 +163,34 @@ fn pick(counter: &AtomicUsize, len: usize) -> usize {
 }
 
 impl Client {
-    /// Connects to the broker and authenticates a first control stream,
-    /// which tells the broker's flags ([`Client::server_flags`]).
+    /// Connects to the first broker address that answers and authenticates
+    /// a first control stream, which tells the broker's flags
+    /// ([`Client::server_flags`]).
     ///
-    /// Fails with [`ClientError::Connect`] or [`ClientError::Tls`] when no
-    /// connection can be made within [`ClientConfig::connect_timeout`]
-    /// (retrying with backoff meanwhile), [`ClientError::AuthFailed`] when
-    /// the broker refuses the credentials.
+    /// Fails with [`ClientError::Connect`] or [`ClientError::Tls`] (for the
+    /// address tried last) when no connection can be made within
+    /// [`ClientConfig::connect_timeout`] (trying every address, with
+    /// backoff between rounds), [`ClientError::AuthFailed`] when the broker
+    /// refuses the credentials.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
-        let bind: std::net::SocketAddr = if config.addr.is_ipv6() {
+        // One socket serves every address: an IPv6 one (dual-stack on
+        // the usual systems) as soon as any address needs it.
+        let bind: std::net::SocketAddr = if config.addrs().iter().any(|a| a.is_ipv6()) {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
+        let bind_error = |source| ClientError::Connect {
+            addr: bind,
+            source: ConnectError::Bind(source),
+        };
         let mut endpoint = quinn::Endpoint::new(
             crate::tls::endpoint_config(),
             None,
-            crate::socket::bind(bind)?,
+            crate::socket::bind(bind).map_err(bind_error)?,
             Arc::new(quinn::TokioRuntime),
-        )?;
+        )
+        .map_err(bind_error)?;
         endpoint.set_default_client_config(crate::tls::quinn_config(&config)?);
         let client = Client {
             inner: Arc::new(Inner {
@@ -177,6 +202,7 @@ impl Client {
                 next_cache: AtomicUsize::new(0),
                 next_event: AtomicUsize::new(0),
                 next_subscription_id: AtomicU64::new(1),
+                preferred: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
             }),
         };
@@ -209,50 +235,112 @@ impl Client {
         Ok(())
     }
 
-    /// One connection attempt, given at most `timeout`.
-    async fn dial(&self, timeout: Duration) -> Result<quinn::Connection, (ClientError, bool)> {
+    /// One connection attempt to `addr`, given at most `timeout`.
+    async fn dial(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<quinn::Connection, (ClientError, bool)> {
         let c = self.config();
         let connecting = self
             .inner
             .endpoint
-            .connect(c.addr, &c.server_name)
-            .map_err(|e| (ClientError::Connect(format!("{}: {e}", c.addr)), false))?;
+            .connect(addr, &c.server_name)
+            .map_err(|e| {
+                let e = ClientError::Connect {
+                    addr,
+                    source: ConnectError::Start(e),
+                };
+                (e, false)
+            })?;
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(handshake_error(c.addr, &e)),
+            Ok(Err(e)) => Err(handshake_error(addr, &e)),
             Err(_) => Err((
-                ClientError::Connect(format!(
-                    "{}: no answer within the connect timeout ({:?})",
-                    c.addr, c.connect_timeout
-                )),
+                ClientError::Connect {
+                    addr,
+                    source: ConnectError::TimedOut(timeout),
+                },
                 true,
             )),
         }
     }
 
-    /// Connects, retrying with exponential backoff, within the connect
-    /// timeout (retries included).
+    /// Connects to the first broker address that answers, within the
+    /// connect timeout.
+    ///
+    /// Each round tries every address once, from the preferred one on;
+    /// each attempt gets an equal share of the time left for the addresses
+    /// left in the round, because a broker that is down usually does not
+    /// refuse but stays silent (QUIC ignores the ICMP errors a closed UDP
+    /// port causes), and it must not eat the whole timeout. Between rounds
+    /// the client waits with exponential backoff. An address that failed
+    /// for a reason retrying cannot fix (a refused certificate) is skipped
+    /// in later rounds; when all have, the last such error is returned.
     pub(crate) async fn dial_with_backoff(&self) -> Result<quinn::Connection, ClientError> {
         let c = self.config();
+        let addrs = c.addrs();
         let deadline = Instant::now() + c.connect_timeout;
         let mut backoff = Backoff::new(c.reconnect_initial_backoff, c.reconnect_max_backoff);
+        let mut hopeless = vec![false; addrs.len()];
+        let mut last_error = None;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let error = match self.dial(remaining).await {
-                Ok(conn) => {
-                    tracing::debug!(addr = %c.addr, "connected");
-                    return Ok(conn);
+            let first = self.inner.preferred.load(Ordering::Relaxed) % addrs.len();
+            let round: Vec<usize> = (0..addrs.len())
+                .map(|k| (first + k) % addrs.len())
+                .filter(|&i| !hopeless[i])
+                .collect();
+            for (k, &i) in round.iter().enumerate() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    break;
                 }
-                Err((error, false)) => return Err(error),
-                Err((error, true)) => error,
-            };
+                let share = remaining / u32::try_from(round.len() - k).unwrap_or(u32::MAX);
+                let addr = addrs[i];
+                match self.dial(addr, share).await {
+                    Ok(conn) => {
+                        if i != first {
+                            tracing::info!(%addr, "failed over to another broker address");
+                        }
+                        tracing::debug!(%addr, "connected");
+                        self.inner.preferred.store(i, Ordering::Relaxed);
+                        return Ok(conn);
+                    }
+                    Err((error, retry)) => {
+                        tracing::debug!(%addr, %error, retry, "connecting failed");
+                        hopeless[i] = !retry;
+                        last_error = Some(error);
+                    }
+                }
+            }
+            let error = last_error.take().unwrap_or(ClientError::Connect {
+                addr: addrs[first],
+                source: ConnectError::TimedOut(c.connect_timeout),
+            });
             let delay = backoff.next_delay();
-            if Instant::now() + delay >= deadline {
+            if hopeless.iter().all(|&h| h) || Instant::now() + delay >= deadline {
                 return Err(error);
             }
-            tracing::debug!(%error, ?delay, "connecting failed; retrying");
+            tracing::debug!(%error, ?delay, "no broker address answered; retrying");
+            last_error = Some(error);
             tokio::time::sleep(delay).await;
             self.check_open()?;
+        }
+    }
+
+    /// A connection to `addr` was lost: unless another connection already
+    /// moved on, the next attempt starts at the address after it (with a
+    /// single address, that is the same one).
+    fn avoid(&self, addr: std::net::SocketAddr) {
+        let addrs = self.config().addrs();
+        if let Some(i) = addrs.iter().position(|a| *a == addr) {
+            let next = (i + 1) % addrs.len();
+            let _ = self.inner.preferred.compare_exchange(
+                i,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -263,7 +351,11 @@ impl Client {
         if let Some(c) = &state.conn {
             match c.close_reason() {
                 None => return Ok(c.clone()),
-                Some(why) => tracing::info!(%why, "connection lost; reconnecting"),
+                Some(why) => {
+                    let addr = c.remote_address();
+                    tracing::info!(%addr, %why, "connection lost; reconnecting");
+                    self.avoid(addr);
+                }
             }
             state.conn = None;
             state.drop_streams();
@@ -387,7 +479,9 @@ impl Client {
             if e.is_alive() {
                 return Ok(e.clone());
             }
-            tracing::info!("event connection lost; reconnecting");
+            let addr = e.connection().remote_address();
+            tracing::info!(%addr, "event connection lost; reconnecting");
+            self.avoid(addr);
         }
         let conn = self.dial_with_backoff().await?;
         let c = self.config();
@@ -460,10 +554,22 @@ mod tests {
             reason: Bytes::new(),
         });
         let (e, retry) = handshake_error(addr, &refused);
-        assert!(matches!(e, ClientError::Tls(_)), "{e}");
+        assert!(
+            matches!(e, ClientError::Tls(TlsError::Handshake { .. })),
+            "{e}"
+        );
         assert!(!retry);
         let (e, retry) = handshake_error(addr, &quinn::ConnectionError::TimedOut);
-        assert!(matches!(e, ClientError::Connect(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                ClientError::Connect {
+                    source: ConnectError::Connection(quinn::ConnectionError::TimedOut),
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(retry);
         let (_, retry) = handshake_error(addr, &quinn::ConnectionError::Reset);
         assert!(retry);

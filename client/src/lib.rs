@@ -6,13 +6,14 @@
 //! use felix_wire::StartPosition;
 //!
 //! # async fn demo() -> Result<(), felix_client::ClientError> {
-//! let config = ClientConfig::new(
+//! let config = ClientConfig::builder(
 //!     "127.0.0.1:5000".parse().expect("a literal address"),
-//!     "localhost",
 //!     Trust::CertificateFile(".felix/tls/cert.pem".into()),
-//!     "t1",
-//!     "dev",
-//! );
+//! )
+//! // Another node of the same cluster, to fail over to.
+//! .failover_addr("127.0.0.1:5001".parse().expect("a literal address"))
+//! .credentials("t1", "dev")
+//! .build();
 //! let client = Client::connect(config).await?;
 //! let mut sub = client.subscribe("default", "orders", StartPosition::Latest).await?;
 //! client.publish("default", "orders", Bytes::from_static(b"hello"), Ack::PerMessage).await?;
@@ -35,7 +36,13 @@
 //!   [`ClientConfig::event_connections`] more carry subscriptions. TLS 1.3,
 //!   never any ALPN, keep-alives on. A lost connection is re-established
 //!   (exponential backoff) by the next operation; a live [`Subscription`]
-//!   ends with an error instead.
+//!   ends with an error instead, and [`Client::resume`] continues it from
+//!   the event after the last one it delivered.
+//! - Several broker addresses ([`ClientConfigBuilder::failover_addr`], the
+//!   nodes of a cluster): connecting tries them in turn from the one that
+//!   last worked, and a lost connection sends the next attempt to another
+//!   node first. Resuming is explicit, not automatic, because only cluster
+//!   nodes share offsets (docs/cluster.md).
 //! - Every stream the client opens starts with its own `auth` advertising
 //!   every known flag; the broker's answer sets [`Client::server_flags`].
 //! - Publishes use binary frames when the broker advertised them, JSON
@@ -48,8 +55,8 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`ClientConfig`], [`Trust`].
-//! - `error`: [`ClientError`].
+//! - `config`: [`ClientConfig`] and its builder, [`Trust`].
+//! - `error`: [`ClientError`], [`ConnectError`], [`TlsError`].
 //! - `connection`: [`Client`], connections, reconnecting, stream pools.
 //! - `pool`: request streams (in-order reply matching) and publish-only
 //!   streams.
@@ -75,9 +82,9 @@ mod socket;
 mod subscribe;
 pub mod tls;
 
-pub use config::{ClientConfig, Trust};
+pub use config::{ClientConfig, ClientConfigBuilder, Trust};
 pub use connection::Client;
-pub use error::ClientError;
+pub use error::{ClientError, ConnectError, TlsError};
 pub use publish::{publish_encoding, Ack, PublishEncoding};
 pub use subscribe::{Event, GapDetector, Subscription, SubscriptionItem};
 

@@ -8,6 +8,14 @@
 //! `event_stream_hello {subscription_id}`; `events` routes it here (it may
 //! arrive before `subscribed`), and [`EventDecoder`] turns its frames into
 //! [`SubscriptionItem`]s.
+//!
+//! Resuming is explicit: a subscription whose connection is lost ends, and
+//! [`Client::resume`] subscribes again from the offset after the last
+//! event it delivered (through the client, which may now be connected to
+//! another broker). It is not automatic because only the application knows
+//! whether that is right: brokers of one cluster share offsets
+//! (docs/cluster.md), independent brokers do not, and an application that
+//! persists its own position may want to resume from there instead.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -91,6 +99,16 @@ impl EventDecoder {
         }
     }
 
+    /// A decoder that expects `next` as the first offset, so a gap at the
+    /// very start is reported too (a resumed subscription: the broker's
+    /// first event should be the one after the last delivered).
+    pub(crate) fn expecting(subscription_id: u64, next: u64) -> Self {
+        EventDecoder {
+            gaps: GapDetector { next: Some(next) },
+            ..EventDecoder::new(subscription_id)
+        }
+    }
+
     /// Takes one frame from the event stream: binary legacy (`0x0002`,
     /// history replay) and shared (`0x0004`, live) batches, with or without
     /// offsets, and JSON `event` / `event_batch`. Anything else is a
@@ -170,6 +188,13 @@ pub(crate) fn subscribe_reply(frame: Frame, subscription_id: u64) -> Result<(), 
 /// felix-wire unsubscribes.
 pub struct Subscription {
     id: u64,
+    namespace: String,
+    stream: String,
+    /// Where it started: what resuming asks for until an event with an
+    /// offset has been delivered.
+    start: StartPosition,
+    /// The offset of the last event [`Subscription::next`] returned.
+    last_offset: Option<u64>,
     reader: FrameReader,
     events: EventDecoder,
     ended: bool,
@@ -181,6 +206,9 @@ impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
             .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("stream", &self.stream)
+            .field("last_offset", &self.last_offset)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
@@ -193,16 +221,51 @@ impl Subscription {
         self.id
     }
 
+    /// The namespace subscribed to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The offset of the last event [`Subscription::next`] returned (not
+    /// merely received), if any carried one.
+    pub fn last_offset(&self) -> Option<u64> {
+        self.last_offset
+    }
+
+    /// Where to subscribe again to continue without a gap or a duplicate:
+    /// the offset after [`Subscription::last_offset`], or where this
+    /// subscription started if it has delivered no event with an offset.
+    /// [`Client::resume`] uses it.
+    pub fn resume_position(&self) -> StartPosition {
+        match self.last_offset {
+            Some(last) => StartPosition::Offset(last.saturating_add(1)),
+            None => self.start,
+        }
+    }
+
     /// The next event or gap report.
     ///
     /// `None` once the broker ended the event stream (for example when it
     /// shuts down gracefully). If the connection is lost the subscription
-    /// yields one error ([`ClientError::Closed`]) and then `None`: subscribe
-    /// again (the client reconnects), from the last offset seen plus one to
-    /// resume. Cancel-safe: usable in `tokio::select!`.
+    /// yields one error ([`ClientError::Closed`]) and then `None`. Either
+    /// way, [`Client::resume`] continues it from the event after the last
+    /// one returned, on whichever broker the client reaches now.
+    /// Cancel-safe: usable in `tokio::select!`.
     pub async fn next(&mut self) -> Option<Result<SubscriptionItem, ClientError>> {
         loop {
             if let Some(item) = self.events.pop() {
+                if let SubscriptionItem::Event(Event {
+                    offset: Some(offset),
+                    ..
+                }) = &item
+                {
+                    self.last_offset = Some(self.last_offset.map_or(*offset, |l| l.max(*offset)));
+                }
                 return Some(Ok(item));
             }
             if self.ended {
@@ -259,6 +322,50 @@ impl Client {
         stream: &str,
         start: StartPosition,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_from(namespace, stream, start, None).await
+    }
+
+    /// Continues `previous` (typically ended by a lost connection) with a
+    /// new subscription to the same stream from
+    /// [`Subscription::resume_position`], on whichever broker the client
+    /// reaches now (it fails over between [`ClientConfig::addrs`]).
+    ///
+    /// On brokers of one cluster, which share offsets, the new subscription
+    /// continues with no gap and no duplicate; if the broker no longer
+    /// holds the next offset the new one reports a
+    /// [`SubscriptionItem::Gap`] before its first event (or fails with
+    /// [`ClientError::CursorTooOld`]). Independent brokers have their own
+    /// offsets, so resuming there continues from an unrelated position (or
+    /// fails with [`ClientError::CursorInFuture`]); subscribe afresh there
+    /// instead. The new subscription remembers `previous`'s last offset.
+    ///
+    /// [`ClientConfig::addrs`]: crate::ClientConfig::addrs
+    pub async fn resume(&self, previous: &Subscription) -> Result<Subscription, ClientError> {
+        let start = previous.resume_position();
+        tracing::debug!(
+            previous = previous.id,
+            namespace = previous.namespace,
+            stream = previous.stream,
+            ?start,
+            "resuming a subscription"
+        );
+        self.subscribe_from(
+            &previous.namespace,
+            &previous.stream,
+            start,
+            previous.last_offset,
+        )
+        .await
+    }
+
+    /// [`Client::subscribe`], continuing after `last_offset` when resuming.
+    async fn subscribe_from(
+        &self,
+        namespace: &str,
+        stream: &str,
+        start: StartPosition,
+        last_offset: Option<u64>,
+    ) -> Result<Subscription, ClientError> {
         let events = self.event_conn().await?;
         let id = self.next_subscription_id();
         // Registered first, so the event stream finds its subscription
@@ -282,10 +389,18 @@ impl Client {
         match result {
             Ok(reader) => {
                 tracing::debug!(id, namespace, stream, "subscribed");
+                let decoder = match last_offset {
+                    Some(last) => EventDecoder::expecting(id, last.saturating_add(1)),
+                    None => EventDecoder::new(id),
+                };
                 Ok(Subscription {
                     id,
+                    namespace: namespace.to_string(),
+                    stream: stream.to_string(),
+                    start,
+                    last_offset,
                     reader,
-                    events: EventDecoder::new(id),
+                    events: decoder,
                     ended: false,
                     _conn: events,
                 })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::{ClientConfig, Trust};
-use crate::error::ClientError;
+use crate::error::{ClientError, TlsError};
 
 #[derive(Debug)]
 struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
@@ -57,12 +57,17 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
     }
 }
 
-fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+fn certs_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| ClientError::Tls(format!("{what}: {e}")))?;
+        .map_err(|source| TlsError::ParseCertificate {
+            what: what.to_string(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(ClientError::Tls(format!("{what}: no certificate found")));
+        return Err(TlsError::NoCertificate {
+            what: what.to_string(),
+        });
     }
     Ok(certs)
 }
@@ -109,7 +114,7 @@ pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError>
     let provider = Arc::new(crypto_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ClientError::Tls(e.to_string()))?;
+        .map_err(TlsError::from)?;
     let certs = match trust {
         Trust::InsecureSkipVerify => {
             return Ok(builder
@@ -119,14 +124,16 @@ pub fn rustls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError>
         }
         Trust::CertificatePem(pem) => certs_from_pem(pem, "certificate")?,
         Trust::CertificateFile(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| ClientError::Tls(format!("{}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|source| TlsError::ReadCertificate {
+                path: path.clone(),
+                source,
+            })?;
             certs_from_pem(&pem, &path.display().to_string())?
         }
     };
     let mut roots = rustls::RootCertStore::empty();
     for c in certs {
-        roots.add(c).map_err(|e| ClientError::Tls(e.to_string()))?;
+        roots.add(c).map_err(TlsError::from)?;
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
@@ -142,8 +149,7 @@ pub const MAX_BROKER_STREAMS: u32 = 1024;
 /// discovery up to [`MAX_UDP_PAYLOAD`].
 pub fn quinn_config(config: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
     let tls = rustls_config(&config.trust)?;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(TlsError::from)?;
     let mut q = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval((!config.keep_alive.is_zero()).then_some(config.keep_alive));
@@ -220,13 +226,11 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("cert.pem");
         std::fs::write(&path, self_signed_pem()).expect("write cert");
-        let config = ClientConfig::new(
+        let config = ClientConfig::builder(
             "127.0.0.1:5000".parse().expect("literal address"),
-            "localhost",
             Trust::CertificateFile(path),
-            "t1",
-            "dev",
-        );
+        )
+        .build();
         let built = quinn_config(&config);
         let _ = std::fs::remove_dir_all(&dir);
         built.expect("quinn config");
@@ -236,7 +240,10 @@ mod tests {
     fn a_pem_without_certificates_is_a_clear_error() {
         let err =
             rustls_config(&Trust::CertificatePem(b"not a pem".to_vec())).expect_err("no cert");
-        assert!(matches!(err, ClientError::Tls(_)));
+        assert!(matches!(
+            err,
+            ClientError::Tls(TlsError::NoCertificate { .. })
+        ));
         assert!(err.to_string().contains("no certificate found"), "{err}");
     }
 
@@ -246,7 +253,10 @@ mod tests {
             "/nonexistent/felix/cert.pem".into(),
         ))
         .expect_err("missing");
-        assert!(matches!(err, ClientError::Tls(_)));
+        assert!(matches!(
+            err,
+            ClientError::Tls(TlsError::ReadCertificate { .. })
+        ));
         assert!(
             err.to_string().contains("/nonexistent/felix/cert.pem"),
             "{err}"

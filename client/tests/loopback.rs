@@ -11,7 +11,7 @@ use felix_broker::core::auth::{Authenticator, TokenEntry, TokensFile};
 use felix_broker::core::{CoreSettings, QueuePolicy};
 use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
 use felix_client::{
-    Ack, Client, ClientConfig, ClientError, PublishEncoding, SubscriptionItem, Trust,
+    Ack, Client, ClientConfig, ClientError, PublishEncoding, SubscriptionItem, TlsError, Trust,
 };
 use felix_wire::StartPosition;
 
@@ -33,13 +33,12 @@ fn settings() -> CoreSettings {
 }
 
 fn config(b: &EmbeddedBroker, token: &str) -> ClientConfig {
-    ClientConfig::new(
+    ClientConfig::builder(
         b.local_addr(),
-        "localhost",
         Trust::CertificateFile(b.cert_path().to_path_buf()),
-        "t1",
-        token,
     )
+    .credentials("t1", token)
+    .build()
 }
 
 async fn client(b: &EmbeddedBroker) -> Client {
@@ -560,7 +559,9 @@ async fn an_untrusted_certificate_fails_at_once_with_a_tls_error() {
     config.trust = Trust::CertificatePem(other.into_bytes());
     let started = std::time::Instant::now();
     match Client::connect(config).await {
-        Err(ClientError::Tls(m)) => assert!(m.contains("certificate"), "{m}"),
+        Err(ClientError::Tls(e @ TlsError::Handshake { .. })) => {
+            assert!(e.to_string().contains("certificate"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(
@@ -575,17 +576,17 @@ async fn no_broker_is_a_connect_error_within_the_connect_timeout() {
         .and_then(|s| s.local_addr())
         .expect("free port")
         .port();
-    let mut config = ClientConfig::new(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        "localhost",
-        Trust::InsecureSkipVerify,
-        "t1",
-        "dev",
-    );
-    config.connect_timeout = Duration::from_millis(500);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = ClientConfig::builder(addr, Trust::InsecureSkipVerify)
+        .credentials("t1", "dev")
+        .connect_timeout(Duration::from_millis(500))
+        .build();
     let started = std::time::Instant::now();
     match Client::connect(config).await {
-        Err(ClientError::Connect(_)) => {}
+        Err(e @ ClientError::Connect { addr: failed, .. }) => {
+            assert_eq!(failed, addr);
+            assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        }
         other => panic!("{other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(2));

@@ -28,13 +28,12 @@ async fn packets_grow_past_1452_bytes_on_loopback_both_ways() {
         Arc::new(quinn::TokioRuntime),
     )
     .expect("server endpoint");
-    let config = ClientConfig::new(
+    let config = ClientConfig::builder(
         server.local_addr().expect("addr"),
-        "localhost",
         Trust::CertificateFile(material.cert_path.clone()),
-        "t1",
-        "dev",
-    );
+    )
+    .credentials("t1", "dev")
+    .build();
     let mut client = quinn::Endpoint::new(
         felix_client::tls::endpoint_config(),
         None,
@@ -53,7 +52,7 @@ async fn packets_grow_past_1452_bytes_on_loopback_both_ways() {
         (server, conn)
     });
     let to_server = client
-        .connect(config.addr, "localhost")
+        .connect(config.addrs()[0], "localhost")
         .expect("connect")
         .await
         .expect("handshake");

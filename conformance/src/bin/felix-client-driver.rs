@@ -81,7 +81,7 @@ type Answer = Result<Value, Failure>;
 
 fn kind(e: &ClientError) -> &'static str {
     match e {
-        ClientError::Connect(_) => "connect",
+        ClientError::Connect { .. } => "connect",
         ClientError::Tls(_) => "tls",
         ClientError::AuthFailed(_) => "auth",
         ClientError::CursorTooOld { .. } => "cursor_too_old",
@@ -281,38 +281,34 @@ impl Driver {
         if self.broken == Some(Broken::WrongTenant) {
             tenant.push_str("-broken");
         }
-        let mut config = ClientConfig::new(
-            addr,
-            field(req, "serverName")?,
-            trust,
-            tenant,
-            field(req, "token")?,
-        );
+        let mut config = ClientConfig::builder(addr, trust)
+            .server_name(field(req, "serverName")?)
+            .credentials(tenant, field(req, "token")?);
         let o = &req["options"];
         let ms = |name: &str| o[name].as_u64().map(Duration::from_millis);
         let count = |name: &str| o[name].as_u64().and_then(|n| usize::try_from(n).ok());
         if let Some(t) = ms("requestTimeoutMs") {
-            config.request_timeout = t;
+            config = config.request_timeout(t);
         }
         if let Some(t) = ms("connectTimeoutMs") {
-            config.connect_timeout = t;
+            config = config.connect_timeout(t);
         }
         if let Some(n) = count("publishStreams") {
-            config.publish_streams = n;
+            config = config.publish_streams(n);
         }
         if let Some(n) = count("cacheStreams") {
-            config.cache_streams = n;
+            config = config.cache_streams(n);
         }
         if let Some(n) = o["maxFrameBytes"]
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
         {
-            config.max_frame_bytes = n;
+            config = config.max_frame_bytes(n);
         }
         if self.broken == Some(Broken::TinyFrames) {
-            config.max_frame_bytes = 8;
+            config = config.max_frame_bytes(8);
         }
-        self.client = Some(Client::connect(config).await?);
+        self.client = Some(Client::connect(config.build()).await?);
         Ok(json!({}))
     }
 

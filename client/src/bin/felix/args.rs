@@ -16,14 +16,18 @@ use felix_wire::StartPosition;
 #[derive(Debug, Parser)]
 #[command(name = "felix", version, about, long_about)]
 pub(crate) struct Cli {
-    /// Broker address (host:port).
+    /// Broker address (host:port). Repeat it, or separate addresses with
+    /// commas, to name several nodes of a cluster: the client connects to
+    /// the first that answers and fails over to the others (and `sub`
+    /// resumes from its last offset there).
     #[arg(
         long,
         env = "FELIX_ADDR",
         default_value = "127.0.0.1:5000",
+        value_delimiter = ',',
         global = true
     )]
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Vec<SocketAddr>,
     /// TLS server name the certificate must match.
     #[arg(
         long,
@@ -175,7 +179,7 @@ mod tests {
         // The environment may set these (FELIX_*): check only when it does not.
         let unset = |v: &str| std::env::var_os(v).is_none();
         if unset("FELIX_ADDR") {
-            assert_eq!(cli.addr.to_string(), "127.0.0.1:5000");
+            assert_eq!(cli.addr, ["127.0.0.1:5000".parse().expect("literal")]);
         }
         if unset("FELIX_CERT") {
             assert_eq!(cli.cert, PathBuf::from(".felix/tls/cert.pem"));
@@ -227,10 +231,34 @@ mod tests {
             "a",
         ])
         .expect("parses");
-        assert_eq!(cli.addr.to_string(), "10.0.0.1:7000");
+        assert_eq!(cli.addr, ["10.0.0.1:7000".parse().expect("literal")]);
         assert!(cli.insecure && cli.json);
         assert_eq!(cli.tenant, "t9");
         assert!(parse(&["--addr", "not-an-address", "pub", "s"]).is_err());
+    }
+
+    #[test]
+    fn several_addresses_repeated_or_comma_separated() {
+        let want: Vec<SocketAddr> = ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"]
+            .map(|a| a.parse().expect("literal"))
+            .to_vec();
+        let repeated = parse(&[
+            "--addr",
+            "10.0.0.1:7000",
+            "--addr",
+            "10.0.0.2:7000,10.0.0.3:7000",
+            "pub",
+            "s",
+        ])
+        .expect("parses");
+        assert_eq!(repeated.addr, want);
+        let commas = parse(&[
+            "--addr=10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
+            "pub",
+            "s",
+        ])
+        .expect("parses");
+        assert_eq!(commas.addr, want);
     }
 
     #[test]

@@ -31,13 +31,15 @@ fn trust(cli: &Cli) -> Result<Trust, String> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
-    let config = ClientConfig::new(
-        cli.addr,
-        cli.server_name.clone(),
-        trust(&cli)?,
-        cli.tenant.clone(),
-        cli.token.clone(),
-    );
+    let (first, others) = cli
+        .addr
+        .split_first()
+        .ok_or("--addr: no broker address given")?;
+    let config = ClientConfig::builder(*first, trust(&cli)?)
+        .failover_addrs(others.iter().copied())
+        .server_name(cli.server_name.clone())
+        .credentials(cli.tenant.clone(), cli.token.clone())
+        .build();
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     let ns = cli.namespace.as_str();
     let mut out = std::io::stdout().lock();
@@ -94,8 +96,19 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let mut seen = 0u64;
+            // With one broker, the end of the subscription ends the command
+            // (as before); with several, it resumes on the next one.
+            let failover = cli.addr.len() > 1;
             while count.is_none_or(|c| seen < c) {
-                match sub.next().await {
+                let item = match sub.next().await {
+                    Some(Err(_)) | None if failover => {
+                        eprintln!("felix: subscription lost; resuming on another broker");
+                        sub = client.resume(&sub).await.map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                    item => item,
+                };
+                match item {
                     Some(Ok(SubscriptionItem::Event(e))) => {
                         seen += 1;
                         if cli.json {
