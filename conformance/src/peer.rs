@@ -254,6 +254,10 @@ impl Stream {
 
 /// A short description of a frame for failure messages.
 pub fn describe(f: &Frame) -> String {
+    // The broker's own words first: an error frame's text is the reason.
+    if let Frame::Json(Message::Error(e)) = f {
+        return format!("error frame from the broker: {:?}", e.message);
+    }
     let text = f.to_neutral().to_string();
     if text.len() > 300 {
         format!(
