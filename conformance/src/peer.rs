@@ -272,3 +272,20 @@ pub fn describe(f: &Frame) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use felix_wire::ErrorMessage;
+
+    #[test]
+    fn an_error_frame_is_described_by_the_brokers_own_text() {
+        let f = Frame::Json(Message::Error(ErrorMessage {
+            message: "stream quota exceeded for tenant t1".into(),
+        }));
+        assert_eq!(
+            describe(&f),
+            "error frame from the broker: \"stream quota exceeded for tenant t1\""
+        );
+    }
+}
