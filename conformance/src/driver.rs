@@ -43,13 +43,7 @@ impl Process {
     /// and hold the pipes), then reaps the shell.
     async fn kill(mut self) {
         if let Some(pgid) = self.pgid {
-            // Without unsafe code (the workspace forbids it) there is no
-            // killpg; the shell's kill builtin takes a negative pid, after
-            // `--` (dash reads `-8...` as an option otherwise).
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
-                .status();
+            kill_process_group(pgid);
         }
         let _ = self.child.kill().await;
     }
@@ -255,6 +249,17 @@ impl Testee {
             }
         }
     }
+}
+
+/// Kills process group `pgid` (a testee started with `process_group(0)`
+/// and everything it started). Without unsafe code (the workspace forbids
+/// it) there is no killpg; the shell's kill builtin takes a negative pid,
+/// after `--` (dash reads `-8...` as an option otherwise).
+pub(crate) fn kill_process_group(pgid: u32) {
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
+        .status();
 }
 
 const EXITED: &str = "the testee exited";

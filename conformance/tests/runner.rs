@@ -497,3 +497,61 @@ fn the_html_report_of_a_failing_run_shows_the_detail() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_hung_client_driver_is_killed_with_its_children() {
+    let dir = scratch("hung-client");
+    let pids = dir.join("pids");
+    let script = dir.join("hung_client.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import json, sys, subprocess, time\nfor line in sys.stdin:\n    req = json.loads(line)\n    if req['op'] == 'hello':\n        print(json.dumps({{'id': req['id'], 'result': 'ok', 'name': 'hung', 'version': '0'}}), flush=True)\n        continue\n    if req['op'] == 'bye':\n        break\n    p = subprocess.Popen(['sleep', '300'])\n    open('{}', 'a').write(str(p.pid) + '\\n')\n    time.sleep(300)\n",
+            pids.display()
+        ),
+    )
+    .expect("write driver");
+    let cmd = format!("python3 {}", script.display());
+    let o = runner_in(
+        &dir,
+        &[
+            "client",
+            "--cmd",
+            &cmd,
+            "--timeout-ms",
+            "300",
+            "--filter",
+            "client/auth/first_frame_on_every_stream",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&pids).expect("the driver ran");
+    for pid in text.lines() {
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(
+            !alive,
+            "grandchild {pid} of a killed client driver lives on"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_silent_client_driver_is_a_named_start_up_timeout() {
+    let o = runner_in(
+        &std::env::temp_dir(),
+        &["client", "--cmd", "sleep 30", "--timeout-ms", "300"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "start-up timeout: the client driver `sleep 30` did not answer hello within 300 ms"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
