@@ -510,7 +510,12 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
         }
     }
     match cli.format {
-        Format::Human => out.write(&report::human_totals(&results)),
+        Format::Human => {
+            if let Some(source) = &info.vectors {
+                out.write(&format!("vectors: {source}\n"));
+            }
+            out.write(&report::human_totals(&results))
+        }
         Format::Json => out.write(&format!("{}\n", report::json(&results, &info))),
     }
     if let Some(path) = &cli.junit {

@@ -169,7 +169,18 @@ fn each_case_is_printed_and_quiet_hides_passes() {
         &["vectors", "--quiet", "--filter", "vectors/json/ok/"],
     );
     assert!(o.status.success());
-    assert_eq!(stdout(&o).lines().count(), 2, "totals only: {}", stdout(&o));
+    assert_eq!(
+        stdout(&o).lines().next(),
+        Some(
+            format!(
+                "vectors: embedded in felix-conformance {}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        ),
+        "the source, then the totals only"
+    );
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
     // With a JSON report on stdout, the progress goes to stderr.
     let o = runner_in(
         &tmp,
