@@ -1,6 +1,6 @@
 //! `felix-codegen`: regenerate (or check) everything derived from the spec.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -18,13 +18,46 @@ struct Args {
     #[arg(long)]
     check: bool,
 
-    /// Workspace root holding spec/, wire/, docs/ and vectors/.
-    #[arg(long, value_name = "DIR", default_value_os_t = felix_codegen::workspace_root())]
-    root: PathBuf,
+    /// Workspace root holding spec/, wire/, docs/ and vectors/ [default:
+    /// the nearest directory upwards from the current one that holds
+    /// spec/felix-wire.yaml].
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+/// The checkout the current directory is in: the nearest ancestor holding
+/// the spec. Found at run time, like cargo finds its manifest, so the
+/// binary carries no path of the machine that built it.
+fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join(felix_codegen::SPEC_PATH).is_file())
+        .map(Path::to_path_buf)
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let root = match args.root.take() {
+        Some(r) => r,
+        None => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            match find_root(&cwd) {
+                Some(r) => r,
+                None => {
+                    eprintln!(
+                        "error: no {} in {} or above it: run felix-codegen inside a felix-wire checkout, or pass --root DIR",
+                        felix_codegen::SPEC_PATH,
+                        cwd.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let args = Resolved {
+        check: args.check,
+        root,
+    };
     let files = match felix_codegen::generate(&args.root) {
         Ok(files) => files,
         Err(e) => {
@@ -70,5 +103,26 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+struct Resolved {
+    check: bool,
+    root: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_found_upwards_from_the_current_directory() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace")
+            .to_path_buf();
+        assert_eq!(find_root(&root.join("wire/src")), Some(root.clone()));
+        assert_eq!(find_root(&root), Some(root));
+        assert_eq!(find_root(Path::new("/")), None);
     }
 }

@@ -70,6 +70,10 @@ pub struct CaseResult {
     pub detail: Option<String>,
     /// Wall time.
     pub millis: u64,
+    /// What the case checks (a vector's comment, a live case's line);
+    /// filled in by the runner for the reports.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 /// The expected-failures list: one case id per line, `#` comments.

@@ -2,15 +2,19 @@
 //! protocol of docs/conformance.md and judges every answer against the
 //! vectors.
 
+use std::collections::VecDeque;
+use std::io::Write as _;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use felix_wire::vectors::{Expect, VectorCase};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::case::{Level, Outcome};
+use crate::diff;
 use crate::vectors::case_id;
 
 /// Driver protocol name and version sent in `hello`.
@@ -22,6 +26,54 @@ struct Process {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// The last [`STDERR_TAIL`] bytes the testee wrote to stderr.
+    stderr: Arc<Mutex<VecDeque<u8>>>,
+    /// The shell's pid, which is also its process group id; kept because
+    /// `Child::id` forgets it once the shell is reaped, while the group
+    /// may live on.
+    pgid: Option<u32>,
+}
+
+/// How much of a testee's stderr a crash report quotes.
+const STDERR_TAIL: usize = 2048;
+
+impl Process {
+    /// Kills the testee's whole process group (`sh -c` and whatever it
+    /// started: a hung interpreter under the shell would otherwise live on
+    /// and hold the pipes), then reaps the shell.
+    async fn kill(mut self) {
+        if let Some(pgid) = self.pgid {
+            kill_process_group(pgid);
+        }
+        let _ = self.child.kill().await;
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = self
+            .stderr
+            .lock()
+            .map(|t| t.iter().copied().collect::<Vec<u8>>());
+        String::from_utf8_lossy(&tail.unwrap_or_default())
+            .trim_end()
+            .to_string()
+    }
+
+    /// Why the testee is gone: its exit status and the tail of its stderr.
+    async fn crash_report(&mut self) -> String {
+        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+            Ok(Ok(s)) => s.to_string(),
+            Ok(Err(e)) => format!("unknown ({e})"),
+            Err(_) => "still running (it closed its stdout)".into(),
+        };
+        // The reader task may still be draining the pipe.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let tail = self.stderr_tail();
+        if tail.is_empty() {
+            format!("the testee exited ({status}); its stderr was empty")
+        } else {
+            format!("the testee exited ({status}); the tail of its stderr:\n{tail}")
+        }
+    }
 }
 
 /// A running testee, restarted after it crashes or hangs.
@@ -30,18 +82,26 @@ pub struct Testee {
     process: Option<Process>,
     next_id: u64,
     timeout: Duration,
+    startup_timeout: Duration,
     /// Name and version the testee announced.
     pub announced: Option<String>,
 }
 
 impl Testee {
-    /// Starts `cmd` (through `sh -c`) and says hello.
-    pub async fn start(cmd: &str, timeout: Duration) -> Result<Testee, String> {
+    /// Starts `cmd` (through `sh -c`, in its own process group) and says
+    /// hello; `startup_timeout` bounds the wait for the hello answer,
+    /// `timeout` every later answer.
+    pub async fn start(
+        cmd: &str,
+        timeout: Duration,
+        startup_timeout: Duration,
+    ) -> Result<Testee, String> {
         let mut t = Testee {
             cmd: cmd.to_string(),
             process: None,
             next_id: 0,
             timeout,
+            startup_timeout,
             announced: None,
         };
         t.ensure_running().await?;
@@ -57,20 +117,50 @@ impl Testee {
             .arg(&self.cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start testee `{}`: {e}", self.cmd))?;
         let stdin = child.stdin.take().ok_or("testee has no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("testee has no stdout")?).lines();
+        let mut err_pipe = child.stderr.take().ok_or("testee has no stderr")?;
+        let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let sink = Arc::clone(&stderr);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf).await {
+                // Still shown as it comes (testee authors debug with it),
+                // and its tail kept for a crash report.
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                if let Ok(mut t) = sink.lock() {
+                    t.extend(&buf[..n]);
+                    let excess = t.len().saturating_sub(STDERR_TAIL);
+                    t.drain(..excess);
+                }
+            }
+        });
         self.process = Some(Process {
+            pgid: child.id(),
             child,
             stdin,
             stdout,
+            stderr,
         });
         let hello = self
-            .exchange(json!({"op": "hello", "protocol": PROTOCOL, "version": VERSION}))
-            .await?;
+            .exchange_within(
+                json!({"op": "hello", "protocol": PROTOCOL, "version": VERSION}),
+                self.startup_timeout,
+            )
+            .await
+            .map_err(|e| match e.strip_prefix(NO_ANSWER) {
+                Some(_) => format!(
+                    "start-up timeout: the testee `{}` did not answer hello within {} ms (--startup-timeout-ms)",
+                    self.cmd,
+                    self.startup_timeout.as_millis()
+                ),
+                None => format!("starting the testee `{}`: {e}", self.cmd),
+            })?;
         if hello["result"] != "ok" {
             return Err(format!("testee refused hello: {hello}"));
         }
@@ -82,13 +172,20 @@ impl Testee {
         Ok(())
     }
 
+    async fn exchange(&mut self, request: Value) -> Result<Value, String> {
+        self.exchange_within(request, self.timeout).await
+    }
+
     /// Sends one request and reads its answer; kills the testee on a
     /// timeout, crash or protocol violation so the next case starts fresh.
-    async fn exchange(&mut self, mut request: Value) -> Result<Value, String> {
+    async fn exchange_within(
+        &mut self,
+        mut request: Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let id = self.next_id.to_string();
         self.next_id += 1;
         request["id"] = Value::from(id.clone());
-        let timeout = self.timeout;
         let Some(p) = self.process.as_mut() else {
             return Err("testee not running".into());
         };
@@ -104,13 +201,16 @@ impl Testee {
                 .map_err(|e| format!("writing to the testee: {e}"))?;
             match p.stdout.next_line().await {
                 Ok(Some(l)) => Ok(l),
-                Ok(None) => Err("the testee exited".to_string()),
+                Ok(None) => Err(EXITED.to_string()),
                 Err(e) => Err(format!("reading from the testee: {e}")),
             }
         })
         .await;
-        let result = match answer {
-            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        let mut result = match answer {
+            Err(_) => Err(format!(
+                "{NO_ANSWER} {} ms; the testee was killed",
+                timeout.as_millis()
+            )),
             Ok(Err(e)) => Err(e),
             Ok(Ok(line)) => match serde_json::from_str::<Value>(&line) {
                 Ok(v) if v["id"].as_str() == Some(id.as_str()) => Ok(v),
@@ -118,9 +218,12 @@ impl Testee {
                 Err(e) => Err(format!("answer is not a JSON line ({e}): {line}")),
             },
         };
-        if result.is_err() {
+        if let Err(e) = &result {
             if let Some(mut p) = self.process.take() {
-                let _ = p.child.kill().await;
+                if e == EXITED || e.starts_with("writing to the testee") {
+                    result = Err(p.crash_report().await);
+                }
+                p.kill().await;
             }
         }
         result
@@ -131,16 +234,36 @@ impl Testee {
         self.exchange(request).await
     }
 
-    /// Says bye and waits for the testee to exit.
+    /// Says bye and waits for the testee to exit; kills its process group
+    /// if it does not.
     pub async fn stop(mut self) {
         if self.process.is_some() {
             let _ = self.exchange(json!({"op": "bye"})).await;
         }
         if let Some(mut p) = self.process.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), p.child.wait()).await;
+            if tokio::time::timeout(Duration::from_secs(2), p.child.wait())
+                .await
+                .is_err()
+            {
+                p.kill().await;
+            }
         }
     }
 }
+
+/// Kills process group `pgid` (a testee started with `process_group(0)`
+/// and everything it started). Without unsafe code (the workspace forbids
+/// it) there is no killpg; the shell's kill builtin takes a negative pid,
+/// after `--` (dash reads `-8...` as an option otherwise).
+pub(crate) fn kill_process_group(pgid: u32) {
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
+        .status();
+}
+
+const EXITED: &str = "the testee exited";
+const NO_ANSWER: &str = "no answer within";
 
 fn judge_decode(case: &VectorCase, answer: Result<Value, String>) -> Outcome {
     let answer = match answer {
@@ -158,7 +281,8 @@ fn judge_decode(case: &VectorCase, answer: Result<Value, String>) -> Outcome {
             Outcome::Pass
         }
         (Some("ok"), Expect::Valid { decoded, .. }) => Outcome::Fail(format!(
-            "decoded differs:\n  want {decoded}\n  got  {}",
+            "decoded differs: {}\n  want {decoded}\n  got  {}",
+            diff::json_difference(decoded, &answer["decoded"]).unwrap_or_default(),
             answer["decoded"]
         )),
         (Some("error"), Expect::Valid { .. }) => Outcome::Fail(format!(
@@ -207,10 +331,24 @@ fn judge_encode(case: &VectorCase, answer: Result<Value, String>) -> Outcome {
             if got == want {
                 Outcome::Pass
             } else {
-                Outcome::Fail(format!("encoding differs:\n  want {want}\n  got  {got}"))
+                let at = match hex::decode(&got) {
+                    Ok(bytes) => diff::first_difference(&case.frame, &bytes),
+                    Err(e) => format!("the answer's frame is not hex: {e}"),
+                };
+                Outcome::Fail(format!(
+                    "encoding differs: {at}\n  want {want}\n  got  {got}"
+                ))
             }
         }
         _ => Outcome::Fail(format!("encode failed: {answer}")),
+    }
+}
+
+/// A failure's detail ends with the vector's input bytes.
+fn with_input(outcome: Outcome, case: &VectorCase) -> Outcome {
+    match outcome {
+        Outcome::Fail(d) => Outcome::Fail(format!("{d}\n{}", diff::input_line(&case.frame))),
+        other => other,
     }
 }
 
@@ -247,7 +385,7 @@ pub async fn run(
             out.push((
                 id.clone(),
                 Level::Required,
-                judge_decode(c, answer),
+                with_input(judge_decode(c, answer), c),
                 t0.elapsed(),
             ));
         }
@@ -265,7 +403,7 @@ pub async fn run(
                 out.push((
                     encode_id,
                     Level::Required,
-                    judge_encode(c, answer),
+                    with_input(judge_encode(c, answer), c),
                     t0.elapsed(),
                 ));
             }

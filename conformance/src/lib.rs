@@ -7,7 +7,8 @@
 //! - [`case`]: case ids, levels (required / recommended), outcomes,
 //!   expected failures and verdicts.
 //! - [`run`]: running selected cases with timeouts.
-//! - [`report`]: human, JSON and JUnit reports.
+//! - [`report`]: human, JSON, JUnit and HTML reports.
+//! - [`diff`]: failure detail (first differing byte or field, input hex).
 //! - [`vectors`]: `vectors` mode (our codec).
 //! - [`driver`]: `codec` mode: the driver protocol to an external testee.
 //! - [`peer`] and [`live`]: a raw QUIC peer and the live broker suite.
@@ -19,6 +20,7 @@
 
 pub mod case;
 pub mod client;
+pub mod diff;
 pub mod driver;
 pub mod embedded;
 pub mod inspect;

@@ -1,29 +1,33 @@
 //! `felix-conformance`: the conformance runner's command line.
 
-use std::io::{IsTerminal, Read, Write};
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use felix_conformance::case::{CaseResult, ExpectedFailures, Verdict};
+use felix_conformance::case::{CaseResult, ExpectedFailures, Level};
 use felix_conformance::driver::{self, Testee};
 use felix_conformance::embedded::Embedded;
 use felix_conformance::inspect::{self, InputFormat};
 use felix_conformance::live::{self, LiveConfig};
 use felix_conformance::peer::{Target, Trust};
-use felix_conformance::report::{self, Summary};
+use felix_conformance::report::{self, RunInfo, Summary};
 use felix_conformance::run::{self, Selection};
 use felix_conformance::vectors;
+use felix_wire::vectors::VectorCase;
 
 /// Checks felix-wire implementations: vectors through our codec, other
 /// languages' codecs over the driver protocol (docs/conformance.md), and
 /// live brokers. With no subcommand: the vectors, then the live suite
 /// against an embedded reference broker.
 ///
-/// Exit codes: 0 every required case passed; 1 a required case failed or an
-/// expected failure passed; 2 usage error.
+/// Exit codes: 0 every required case passed (and at least one passed); 1 a
+/// required case failed, an expected failure passed, nothing passed, or
+/// (--strict) a case was unsupported or a recommended case failed; 2 usage
+/// error, or the broker under test cannot be reached (preflight).
 #[derive(Debug, Parser)]
 #[command(name = "felix-conformance", version, about, long_about)]
 struct Cli {
@@ -39,20 +43,36 @@ struct Cli {
     /// not fail the run, and fail it if they pass.
     #[arg(long, global = true, value_name = "FILE")]
     expected_failures: Option<PathBuf>,
-    /// Report format on standard output.
+    /// Report format on standard output (with --list: ids, or objects with
+    /// id, level and description).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// Also write a JUnit XML report to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Vectors directory [default: ./vectors, else the repository's].
+    /// Also write an HTML report (one self-contained page) to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Read the vectors from DIR [default: the vectors embedded in this
+    /// binary].
     #[arg(long, global = true, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Per-operation timeout in milliseconds (a testee answer, a broker frame).
     #[arg(long, global = true, default_value_t = 5000)]
     timeout_ms: u64,
-    /// Show passing cases too.
+    /// How long a codec testee may take to start and answer hello, in
+    /// milliseconds (interpreters and JITs start slowly).
+    #[arg(long, global = true, default_value_t = 10000)]
+    startup_timeout_ms: u64,
+    /// Print only failures, warnings and the totals (not passes,
+    /// unsupported or not-applicable cases).
     #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Also fail the run on unsupported cases and failed recommended cases.
+    #[arg(long, global = true)]
+    strict: bool,
+    /// Accepted for compatibility: every case is printed as it finishes.
+    #[arg(long, short, global = true, hide = true)]
     verbose: bool,
 }
 
@@ -150,15 +170,8 @@ struct BrokerArgs {
     sends_offsets: bool,
 }
 
-fn vectors_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.unwrap_or_else(|| {
-        let local = PathBuf::from("vectors");
-        if local.is_dir() {
-            local
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors")
-        }
-    })
+fn vectors_source(arg: Option<PathBuf>) -> vectors::Source {
+    arg.map_or(vectors::Source::Embedded, vectors::Source::Dir)
 }
 
 fn read_input(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
@@ -174,50 +187,119 @@ fn read_input(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Progress on stderr, so stdout stays a clean report.
+/// Standard output that tolerates a reader going away (`| head -1`): the
+/// first failed write marks it closed and later output is dropped, so the
+/// run still finishes and its exit code still means what it says.
+struct Out {
+    closed: bool,
+}
+
+impl Out {
+    fn write(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            self.closed = true;
+        }
+    }
+}
+
+/// Each case as it finishes: on stdout in the human format, on stderr
+/// when stdout carries JSON; `--quiet` hides passes and unsupported.
 struct Progress {
-    live: bool,
-    done: usize,
+    to_stdout: bool,
+    quiet: bool,
     started: Instant,
 }
 
 impl Progress {
-    fn new() -> Self {
-        Progress {
-            live: std::io::stderr().is_terminal(),
-            done: 0,
-            started: Instant::now(),
+    fn case(&mut self, out: &mut Out, r: &CaseResult) {
+        if self.quiet && report::quiet_hides(r.verdict) {
+            return;
         }
-    }
-
-    fn case(&mut self, r: &CaseResult) {
-        self.done += 1;
-        if self.live {
-            let mark = match r.verdict {
-                Verdict::Pass => "ok",
-                Verdict::Fail | Verdict::UnexpectedPass => "FAIL",
-                _ => "..",
-            };
-            eprint!("\r\x1b[2K[{:>4}] {mark:4} {}", self.done, r.id);
-            let _ = std::io::stderr().flush();
+        let line = report::human_case(r);
+        if self.to_stdout {
+            out.write(&line);
+        } else {
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 
     fn phase(&mut self, name: &str) {
-        if self.live {
-            eprint!("\r\x1b[2K");
-        }
-        eprintln!("== {name} ({:.1}s)", self.started.elapsed().as_secs_f64());
+        let _ = writeln!(
+            std::io::stderr(),
+            "== {name} ({:.1}s)",
+            self.started.elapsed().as_secs_f64()
+        );
     }
+}
 
-    fn end(&self) {
-        if self.live {
-            eprint!("\r\x1b[2K");
+/// `--list`: ids, or with `--format json` one array of objects.
+fn list(out: &mut Out, format: Format, items: Vec<(String, Level, String)>) {
+    match format {
+        Format::Human => {
+            for (id, _, _) in items {
+                out.write(&format!("{id}\n"));
+            }
+        }
+        Format::Json => {
+            let v: Vec<serde_json::Value> = items
+                .into_iter()
+                .map(|(id, level, description)| {
+                    serde_json::json!({"id": id, "level": level, "description": description})
+                })
+                .collect();
+            out.write(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            ));
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<bool, String> {
+fn live_items(sel: &Selection) -> Vec<(String, Level, String)> {
+    live::all()
+        .iter()
+        .filter(|c| sel.selected(c.id))
+        .map(|c| (c.id.to_string(), c.level, c.about.to_string()))
+        .collect()
+}
+
+fn vector_items(
+    cases: &[VectorCase],
+    sel: &Selection,
+    with_encode: bool,
+) -> Vec<(String, Level, String)> {
+    let mut items = Vec::new();
+    for c in cases {
+        let ids = if with_encode {
+            driver::case_ids(std::slice::from_ref(c))
+        } else {
+            vec![vectors::case_id(c)]
+        };
+        for id in ids {
+            if sel.selected(&id) {
+                let about = if id.ends_with("/encode") {
+                    format!("encoding `decoded` gives the frame back. {}", c.comment)
+                        .trim_end()
+                        .to_string()
+                } else {
+                    c.comment.clone()
+                };
+                items.push((id, Level::Required, about));
+            }
+        }
+    }
+    items
+}
+
+async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
     let expected = match &cli.expected_failures {
         Some(p) => ExpectedFailures::parse(
             &std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -229,9 +311,20 @@ async fn run(cli: Cli) -> Result<bool, String> {
         expected,
     };
     let timeout = Duration::from_millis(cli.timeout_ms.max(1));
+    let startup_timeout = Duration::from_millis(cli.startup_timeout_ms.max(1));
     let case_timeout = timeout * 12;
     let mut results: Vec<CaseResult> = Vec::new();
-    let mut progress = Progress::new();
+    let mut descriptions: HashMap<String, String> = HashMap::new();
+    let mut info = RunInfo {
+        timestamp: report::rfc3339(SystemTime::now()),
+        strict: cli.strict,
+        ..RunInfo::default()
+    };
+    let mut progress = Progress {
+        to_stdout: cli.format == Format::Human,
+        quiet: cli.quiet,
+        started: Instant::now(),
+    };
     match cli.mode {
         Some(Mode::Decode {
             file,
@@ -240,7 +333,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         }) => {
             let frames = inspect::decode(&read_input(&file)?, input, max_frame_bytes)?;
             for f in frames {
-                println!("{f}");
+                out.write(&format!("{f}\n"));
             }
             return Ok(true);
         }
@@ -248,66 +341,74 @@ async fn run(cli: Cli) -> Result<bool, String> {
             let text = String::from_utf8(read_input(&file)?)
                 .map_err(|_| "input is not UTF-8 JSON".to_string())?;
             for hex in inspect::encode(&text)? {
-                println!("{hex}");
+                out.write(&format!("{hex}\n"));
             }
             return Ok(true);
         }
         Some(Mode::Codec { cmd }) => {
-            let cases = vectors::load(&vectors_dir(cli.dir.clone()))?;
+            let source = vectors_source(cli.dir.clone());
+            let cases = vectors::load(&source)?;
+            let items = vector_items(&cases, &sel, true);
             if cli.list {
-                driver::case_ids(&cases)
-                    .iter()
-                    .filter(|id| sel.selected(id))
-                    .for_each(|id| println!("{id}"));
+                list(out, cli.format, items);
                 return Ok(true);
             }
-            progress.phase(&format!("codec: {cmd}"));
-            let mut testee = Testee::start(&cmd, timeout).await?;
-            eprintln!("testee: {}", testee.announced.clone().unwrap_or_default());
+            descriptions.extend(items.into_iter().map(|(id, _, d)| (id, d)));
+            info.mode = "codec".into();
+            info.testee = Some(cmd.clone());
+            info.vectors = Some(source.to_string());
+            progress.phase(&format!("codec: {cmd} (vectors: {source})"));
+            let mut testee = Testee::start(&cmd, timeout, startup_timeout).await?;
+            let announced = testee.announced.clone().unwrap_or_default();
+            let _ = writeln!(std::io::stderr(), "testee: {announced}");
+            info.testee_announced = Some(announced);
             for (id, level, outcome, took) in
                 driver::run(&mut testee, &cases, |id| sel.selected(id)).await
             {
                 let r = sel.result(id, level, outcome, took);
-                progress.case(&r);
+                progress.case(out, &r);
                 results.push(r);
             }
             testee.stop().await;
         }
         Some(Mode::Vectors) | None => {
-            let cases = vectors::load(&vectors_dir(cli.dir.clone()))?;
+            let source = vectors_source(cli.dir.clone());
+            let cases = vectors::load(&source)?;
+            let mut items = vector_items(&cases, &sel, false);
+            let with_live = cli.mode.is_none();
+            if with_live {
+                items.extend(live_items(&sel));
+            }
             if cli.list {
-                cases
-                    .iter()
-                    .map(vectors::case_id)
-                    .filter(|id| sel.selected(id))
-                    .for_each(|id| println!("{id}"));
-                if cli.mode.is_none() {
-                    live::all()
-                        .iter()
-                        .map(|c| c.id)
-                        .filter(|id| sel.selected(id))
-                        .for_each(|id| println!("{id}"));
-                }
+                list(out, cli.format, items);
                 return Ok(true);
             }
+            descriptions.extend(items.into_iter().map(|(id, _, d)| (id, d)));
+            info.mode = if with_live { "default" } else { "vectors" }.into();
+            info.vectors = Some(source.to_string());
             progress.phase(&format!(
-                "vectors: {} cases through felix-wire",
+                "vectors: {} cases through felix-wire (vectors: {source})",
                 cases.len()
             ));
             for c in &cases {
                 let (id, level, outcome) = vectors::run(c);
                 if sel.selected(&id) {
                     let r = sel.result(id, level, outcome, Duration::ZERO);
-                    progress.case(&r);
+                    progress.case(out, &r);
                     results.push(r);
                 }
             }
-            if cli.mode.is_none() && live::all().iter().any(|c| sel.selected(c.id)) {
+            if with_live && live::all().iter().any(|c| sel.selected(c.id)) {
                 let embedded = Embedded::start().await?;
+                info.target = Some(format!(
+                    "the embedded reference broker on {}",
+                    embedded.target.addr
+                ));
                 progress.phase(&format!(
                     "broker: live suite against the embedded reference broker on {}",
                     embedded.target.addr
                 ));
+                live::preflight(&embedded.target, timeout).await?;
                 let cfg = LiveConfig {
                     target: embedded.target.clone(),
                     namespace: "default".into(),
@@ -318,20 +419,29 @@ async fn run(cli: Cli) -> Result<bool, String> {
                     sends_offsets: true,
                     timeout,
                 };
-                results
-                    .extend(run::live_suite(cfg, case_timeout, &sel, |r| progress.case(r)).await);
+                results.extend(
+                    run::live_suite(cfg, case_timeout, &sel, |r| progress.case(out, r)).await,
+                );
                 embedded.stop().await;
             }
         }
         Some(Mode::Client { cmd }) => {
             if cli.list {
-                felix_conformance::client::all()
+                let items = felix_conformance::client::all()
                     .iter()
-                    .map(|c| c.id)
-                    .filter(|id| sel.selected(id))
-                    .for_each(|id| println!("{id}"));
+                    .filter(|c| sel.selected(c.id))
+                    .map(|c| (c.id.to_string(), c.level, c.about.to_string()))
+                    .collect();
+                list(out, cli.format, items);
                 return Ok(true);
             }
+            descriptions.extend(
+                felix_conformance::client::all()
+                    .iter()
+                    .map(|c| (c.id.to_string(), c.about.to_string())),
+            );
+            info.mode = "client".into();
+            info.testee = Some(cmd.clone());
             progress.phase(&format!("client: {cmd}"));
             let scratch = std::env::temp_dir()
                 .join(format!("felix-conformance-client-{}", std::process::id()));
@@ -340,21 +450,20 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 timeout,
                 scratch: scratch.clone(),
             };
-            let run = felix_conformance::client::run_suite(&cfg, &sel, |r| progress.case(r)).await;
+            let run =
+                felix_conformance::client::run_suite(&cfg, &sel, |r| progress.case(out, r)).await;
             let _ = std::fs::remove_dir_all(&scratch);
             let (r, announced) = run?;
-            eprintln!("client driver: {announced}");
+            let _ = writeln!(std::io::stderr(), "client driver: {announced}");
+            info.testee_announced = Some(announced);
             results.extend(r);
         }
         Some(Mode::Broker(b)) => {
             if cli.list {
-                live::all()
-                    .iter()
-                    .map(|c| c.id)
-                    .filter(|id| sel.selected(id))
-                    .for_each(|id| println!("{id}"));
+                list(out, cli.format, live_items(&sel));
                 return Ok(true);
             }
+            descriptions.extend(live_items(&sel).into_iter().map(|(id, _, d)| (id, d)));
             let trust = match (&b.cert, b.insecure) {
                 (Some(p), _) => felix_conformance::peer::trust_pem_file(p)?,
                 (None, _) => Trust::InsecureSkipVerify,
@@ -374,30 +483,50 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 sends_offsets: b.sends_offsets,
                 timeout,
             };
+            info.mode = "broker".into();
+            info.target = Some(b.addr.to_string());
             progress.phase(&format!("broker: live suite against {}", b.addr));
+            live::preflight(&cfg.target, timeout).await?;
             if b.replay_capacity.is_none() {
-                eprintln!("note: broker/pubsub/cursor_too_old is skipped: no --replay-capacity (a bounded history) was given");
+                let _ = writeln!(std::io::stderr(), "note: broker/pubsub/cursor_too_old is skipped: no --replay-capacity (a bounded history) was given");
             }
-            results.extend(run::live_suite(cfg, case_timeout, &sel, |r| progress.case(r)).await);
+            results
+                .extend(run::live_suite(cfg, case_timeout, &sel, |r| progress.case(out, r)).await);
         }
     }
-    progress.end();
     let ran: std::collections::BTreeSet<String> = results.iter().map(|r| r.id.clone()).collect();
     for unknown in sel.expected.unknown(&ran) {
-        eprintln!("note: expected failure {unknown:?} matched no case that ran");
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: expected failure {unknown:?} matched no case that ran"
+        );
     }
     if results.is_empty() {
         return Err(format!("no case matches the filters {:?}", cli.filter));
     }
+    for r in &mut results {
+        if let Some(d) = descriptions.remove(&r.id) {
+            r.description = d;
+        }
+    }
     match cli.format {
-        Format::Human => print!("{}", report::human(&results, cli.verbose)),
-        Format::Json => println!("{}", report::json(&results)),
+        Format::Human => {
+            if let Some(source) = &info.vectors {
+                out.write(&format!("vectors: {source}\n"));
+            }
+            out.write(&report::human_totals(&results))
+        }
+        Format::Json => out.write(&format!("{}\n", report::json(&results, &info))),
     }
     if let Some(path) = &cli.junit {
         std::fs::write(path, report::junit(&results))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(Summary::of(&results).ok())
+    if let Some(path) = &cli.html {
+        std::fs::write(path, report::html(&results, &info))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(Summary::of(&results).ok(cli.strict))
 }
 
 #[tokio::main]
@@ -407,11 +536,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli).await {
+    let mut out = Out { closed: false };
+    match run(cli, &mut out).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("felix-conformance: {e}");
+            let _ = writeln!(std::io::stderr(), "felix-conformance: {e}");
             ExitCode::from(2)
         }
     }

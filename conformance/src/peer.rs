@@ -254,6 +254,10 @@ impl Stream {
 
 /// A short description of a frame for failure messages.
 pub fn describe(f: &Frame) -> String {
+    // The broker's own words first: an error frame's text is the reason.
+    if let Frame::Json(Message::Error(e)) = f {
+        return format!("error frame from the broker: {:?}", e.message);
+    }
     let text = f.to_neutral().to_string();
     if text.len() > 300 {
         format!(
@@ -266,5 +270,22 @@ pub fn describe(f: &Frame) -> String {
         )
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use felix_wire::ErrorMessage;
+
+    #[test]
+    fn an_error_frame_is_described_by_the_brokers_own_text() {
+        let f = Frame::Json(Message::Error(ErrorMessage {
+            message: "stream quota exceeded for tenant t1".into(),
+        }));
+        assert_eq!(
+            describe(&f),
+            "error frame from the broker: \"stream quota exceeded for tenant t1\""
+        );
     }
 }

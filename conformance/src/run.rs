@@ -29,6 +29,7 @@ impl Selection {
             verdict,
             detail,
             millis: took.as_millis() as u64,
+            description: String::new(),
         }
     }
 }

@@ -120,9 +120,20 @@ pub fn load_files(dir: &Path) -> Result<Vec<(String, Value)>, LoadError> {
 
 /// Every case of every file under `dir`.
 pub fn load_dir(dir: &Path) -> Result<Vec<VectorCase>, LoadError> {
+    parse_files(dir, load_files(dir)?)
+}
+
+/// Every case of already parsed vector files (`(path relative to the
+/// vectors directory, contents)`, as [`load_files`] gives them); `origin`
+/// prefixes the paths in errors. For runners that ship the vectors inside
+/// their binary rather than reading a directory.
+pub fn parse_files(
+    origin: &Path,
+    files: Vec<(String, Value)>,
+) -> Result<Vec<VectorCase>, LoadError> {
     let mut out = Vec::new();
-    for (file, v) in load_files(dir)? {
-        let path = dir.join(&file);
+    for (file, v) in files {
+        let path = origin.join(&file);
         let bad = |message: String| LoadError::Format {
             path: path.clone(),
             message,

@@ -23,6 +23,9 @@ pub struct ClientDriver {
     stdout: Lines<BufReader<ChildStdout>>,
     next_id: u64,
     timeout: Duration,
+    /// The shell's pid and process group id (kept: `Child::id` forgets it
+    /// once the shell is reaped, while the group may live on).
+    pgid: Option<u32>,
     /// Name and version the driver announced.
     pub announced: String,
 }
@@ -37,12 +40,14 @@ impl ClientDriver {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the client driver `{cmd}`: {e}"))?;
         let stdin = child.stdin.take().ok_or("the driver has no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("the driver has no stdout")?).lines();
         let mut d = ClientDriver {
+            pgid: child.id(),
             child,
             stdin,
             stdout,
@@ -55,8 +60,24 @@ impl ClientDriver {
                 json!({"op": "hello", "protocol": PROTOCOL, "version": VERSION}),
                 Duration::ZERO,
             )
-            .await
-            .map_err(|e| format!("the client driver `{cmd}` did not answer hello: {e}"))?;
+            .await;
+        if hello.is_err() {
+            // Dropping the child kills only the shell; what it started
+            // would hold our pipes open.
+            if let Some(pgid) = d.pgid {
+                crate::driver::kill_process_group(pgid);
+            }
+        }
+        let hello = hello.map_err(|e| {
+            if e.starts_with("no answer to hello") {
+                format!(
+                    "start-up timeout: the client driver `{cmd}` did not answer hello within {} ms",
+                    timeout.as_millis()
+                )
+            } else {
+                format!("the client driver `{cmd}` did not answer hello: {e}")
+            }
+        })?;
         if hello["result"] != "ok" {
             return Err(format!("the client driver refused hello: {hello}"));
         }
@@ -131,7 +152,9 @@ impl ClientDriver {
         }
     }
 
-    /// Says bye (briefly) and makes sure the process is gone.
+    /// Says bye (briefly) and makes sure the process is gone, with its
+    /// whole process group when it did not leave by itself (a hung driver
+    /// must not outlive its case and hold ports or pipes).
     pub async fn stop(mut self) {
         let _ = tokio::time::timeout(
             Duration::from_millis(500),
@@ -142,6 +165,9 @@ impl ClientDriver {
             .await
             .is_err()
         {
+            if let Some(pgid) = self.pgid {
+                crate::driver::kill_process_group(pgid);
+            }
             let _ = self.child.kill().await;
         }
     }

@@ -284,3 +284,34 @@ pub async fn expect_error(r: &mut Reader, want: &str) -> Result<(), String> {
 
 /// An offset far past any real tail: the `in_future` probe's cursor.
 pub const PROBE_OFFSET: u64 = u64::MAX / 2;
+
+/// Checks once, before any case, that the broker can be reached at all:
+/// the QUIC handshake (TLS, certificate, server name) and a plain `auth`
+/// that is not refused.
+/// Without it, a wrong address or certificate shows up as every case
+/// timing out one after another; with it, the run stops at once with the
+/// reason (exit 2, a usage error).
+pub async fn preflight(target: &Target, timeout: Duration) -> Result<(), String> {
+    let peer = Peer::connect(target, timeout).await.map_err(|e| {
+        format!(
+            "preflight: cannot reach the broker at {} (is it running, and is this its address, --server-name and certificate?): {e}",
+            target.addr
+        )
+    })?;
+    let mut s = peer
+        .open()
+        .await
+        .map_err(|e| format!("preflight: opening a stream to {}: {e}", target.addr))?;
+    s.send(peer.auth(None))
+        .await
+        .map_err(|e| format!("preflight: sending auth: {e}"))?;
+    // Only a refusal stops the run here: any other answer (or none) is the
+    // cases' to judge, case by case, with their precise reasons.
+    match s.recv().await {
+        Ok(Frame::Json(Message::Error(e))) => Err(format!(
+            "preflight: the broker refused auth as tenant {:?} (--tenant, --token): the broker said {:?}",
+            target.tenant, e.message
+        )),
+        _ => Ok(()),
+    }
+}
