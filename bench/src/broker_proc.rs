@@ -200,8 +200,9 @@ impl SpawnedBroker {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         let pid = child.id();
-        // The broker logs to standard output too: drain it for the whole
-        // run so it never blocks on a full pipe.
+        // The banner and its hints come on standard output (logs go to
+        // standard error): drain it for the whole run so the broker never
+        // blocks on a full pipe.
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         if let Some(out) = child.stdout.take() {
             std::thread::spawn(move || {

@@ -549,7 +549,14 @@ impl Config {
             _ if config.worker_threads == Some(0) => Err(ConfigError::Invalid(
                 "worker_threads must be at least 1".into(),
             )),
-            _ => Ok(config),
+            _ => match tracing_subscriber::EnvFilter::try_new(&config.log) {
+                // A typo in the filter used to fall back to `info` silently.
+                Err(e) => Err(ConfigError::Invalid(format!(
+                    "log filter {:?} is invalid: {e} (example: info,felix_broker=debug)",
+                    config.log
+                ))),
+                Ok(_) => Ok(config),
+            },
         }
     }
 
@@ -758,5 +765,18 @@ mod tests {
         )
         .expect_err("invalid");
         assert!(err.to_string().contains("--tokens-file"));
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_an_error_naming_it() {
+        let err = Config::resolve(
+            Cli::try_parse_from(["felix-broker", "--log", "felix_broker=loud"]).expect("parses"),
+        )
+        .expect_err("invalid filter");
+        assert!(
+            err.to_string()
+                .starts_with("log filter \"felix_broker=loud\" is invalid"),
+            "{err}"
+        );
     }
 }

@@ -30,8 +30,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    // Logs go to stderr (stdout carries the banner scripts read), coloured
+    // only on a terminal so a redirected log has no escape codes. The
+    // filter was checked when the configuration was resolved.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let started = match app::start(&config).await {
@@ -47,6 +52,7 @@ async fn serve(config: Config) -> ExitCode {
         auth = ?config.auth,
         workers = tokio::runtime::Handle::current().metrics().num_workers(),
         busy_poll = config.busy_poll,
+        version = %env!("CARGO_PKG_VERSION"),
         "felix-broker serving felix-wire v1 over QUIC (no ALPN)"
     );
     println!(
@@ -54,8 +60,14 @@ async fn serve(config: Config) -> ExitCode {
         config.auth
     );
     println!("  trust this certificate: {}", started.cert_path.display());
+    // An unspecified bind (0.0.0.0, ::) is not an address to dial.
+    let dial = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
     println!(
-        "  try: felix --addr {addr} --cert {} sub orders",
+        "  try: felix --addr {dial} --cert {} sub orders",
         started.cert_path.display()
     );
     if let Some(m) = started.metrics_addr {
