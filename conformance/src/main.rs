@@ -448,6 +448,7 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
             let cfg = felix_conformance::client::ClientSuiteConfig {
                 cmd,
                 timeout,
+                startup_timeout,
                 scratch: scratch.clone(),
             };
             let run =

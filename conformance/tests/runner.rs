@@ -555,12 +555,20 @@ fn a_hung_client_driver_is_killed_with_its_children() {
 fn a_silent_client_driver_is_a_named_start_up_timeout() {
     let o = runner_in(
         &std::env::temp_dir(),
-        &["client", "--cmd", "sleep 30", "--timeout-ms", "300"],
+        &[
+            "client",
+            "--cmd",
+            "sleep 30",
+            "--timeout-ms",
+            "300",
+            "--startup-timeout-ms",
+            "400",
+        ],
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(
-            "start-up timeout: the client driver `sleep 30` did not answer hello within 300 ms"
+            "start-up timeout: the client driver `sleep 30` did not answer hello within 400 ms"
         ),
         "{}",
         stderr(&o)

@@ -32,8 +32,14 @@ pub struct ClientDriver {
 
 impl ClientDriver {
     /// Starts `cmd` (through `sh -c`) and says hello. `timeout` bounds each
-    /// answer (an operation's own timeout, such as `next`'s, is added).
-    pub async fn start(cmd: &str, timeout: Duration) -> Result<ClientDriver, String> {
+    /// answer (an operation's own timeout, such as `next`'s, is added);
+    /// `startup_timeout` bounds the hello (a driver's runtime may take a
+    /// while to start on a loaded machine).
+    pub async fn start(
+        cmd: &str,
+        timeout: Duration,
+        startup_timeout: Duration,
+    ) -> Result<ClientDriver, String> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -58,7 +64,7 @@ impl ClientDriver {
         let hello = d
             .exchange(
                 json!({"op": "hello", "protocol": PROTOCOL, "version": VERSION}),
-                Duration::ZERO,
+                startup_timeout.saturating_sub(timeout),
             )
             .await;
         if hello.is_err() {
@@ -71,8 +77,8 @@ impl ClientDriver {
         let hello = hello.map_err(|e| {
             if e.starts_with("no answer to hello") {
                 format!(
-                    "start-up timeout: the client driver `{cmd}` did not answer hello within {} ms",
-                    timeout.as_millis()
+                    "start-up timeout: the client driver `{cmd}` did not answer hello within {} ms (--startup-timeout-ms)",
+                    timeout.max(startup_timeout).as_millis()
                 )
             } else {
                 format!("the client driver `{cmd}` did not answer hello: {e}")

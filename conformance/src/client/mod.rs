@@ -91,6 +91,8 @@ pub struct ClientSuiteConfig {
     pub cmd: String,
     /// Per-operation timeout.
     pub timeout: Duration,
+    /// How long the driver may take to answer hello.
+    pub startup_timeout: Duration,
     /// Where the test certificate is made.
     pub scratch: std::path::PathBuf,
 }
@@ -114,7 +116,7 @@ async fn run_case(
     listener: &Listener,
 ) -> Result<(Outcome, String), String> {
     let b = ScriptedBroker::start(listener, (c.auth)(), "t1", "dev", cfg.timeout)?;
-    let d = ClientDriver::start(&cfg.cmd, cfg.timeout).await?;
+    let d = ClientDriver::start(&cfg.cmd, cfg.timeout, cfg.startup_timeout).await?;
     let announced = d.announced.clone();
     let mut s = Session {
         b,
@@ -170,7 +172,7 @@ pub async fn run_suite(
     let listener = listener(&cfg.scratch)?;
     // A driver that cannot start or say hello is a usage error, not a
     // failed case.
-    let probe = ClientDriver::start(&cfg.cmd, cfg.timeout).await?;
+    let probe = ClientDriver::start(&cfg.cmd, cfg.timeout, cfg.startup_timeout).await?;
     let announced = probe.announced.clone();
     probe.stop().await;
     let mut out = Vec::new();
