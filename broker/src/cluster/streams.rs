@@ -33,7 +33,7 @@ use super::names::stream_names;
 use super::{Cluster, ClusterError};
 use crate::core::forward::{BackplaneError, ClusterSubscribe};
 use crate::core::pubsub::{StreamKey, SubscribeError, Subscription};
-use crate::core::queue::{QueueWaker, SubscriberQueue};
+use crate::quic::wait_writable;
 use felix_wire::StartPosition;
 
 /// Why a cluster subscribe was refused.
@@ -145,23 +145,6 @@ impl History {
             events,
             skipped,
         }))
-    }
-}
-
-/// Wakes the feed when a `block` queue has room.
-#[derive(Debug, Default)]
-struct Wake(tokio::sync::Notify);
-
-impl QueueWaker for Wake {
-    fn wake(&self) {
-        self.0.notify_one();
-    }
-}
-
-async fn wait_writable(queue: &SubscriberQueue) {
-    let wake = Arc::new(Wake::default());
-    while queue.wake_when_writable(wake.clone()) {
-        wake.0.notified().await;
     }
 }
 

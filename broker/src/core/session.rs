@@ -27,9 +27,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use felix_wire::{
-    AckStatus, AuthOk, BinaryPublishAck, CacheOk, CursorErrorReason, DecodeError, Direction,
-    ErrorMessage, Frame, Message, OkMessage, SubscribeCursorError, BINARY_PUBLISH_ACKED,
-    BINARY_PUBLISH_BATCH, ERROR_TEXT_MAX_BYTES, ORIGINAL_V1_FLAGS,
+    AckStatus, AuthOk, BinaryPublishAck, CacheOk, DecodeError, Direction, ErrorMessage, Frame,
+    Message, OkMessage, BINARY_PUBLISH_ACKED, BINARY_PUBLISH_BATCH, ERROR_TEXT_MAX_BYTES,
+    ORIGINAL_V1_FLAGS,
 };
 
 use super::forward::Forward;
@@ -296,7 +296,7 @@ impl Session {
                     Err(RequestError::Subscribe(
                         cursor @ (SubscribeError::TooOld { .. } | SubscribeError::InFuture { .. }),
                     )) => {
-                        out.push(Output::Send(cursor_error(&cursor)));
+                        out.push(Output::Send(super::forward::subscribe_error_reply(&cursor)));
                         self.close(out);
                     }
                     Err(why) => self.fail(out, why.to_string()),
@@ -402,32 +402,14 @@ impl Session {
     }
 }
 
-fn cursor_error(e: &SubscribeError) -> Bytes {
-    let (reason, requested, available) = match *e {
-        SubscribeError::TooOld {
-            requested,
-            available,
-        } => (CursorErrorReason::TooOld, requested, available),
-        SubscribeError::InFuture {
-            requested,
-            available,
-        } => (CursorErrorReason::InFuture, requested, available),
-        _ => return error_frame(e.to_string()),
-    };
-    message(SubscribeCursorError {
-        reason,
-        requested,
-        available,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use felix_wire::{
-        AckMode, Auth, BinaryAckedPublishBatch, BinaryPublishBatch, CacheGet, CachePut, Publish,
-        PublishError as PublishErrorMsg, PublishOk, StartPosition, Subscribe, KNOWN_FLAGS,
+        AckMode, Auth, BinaryAckedPublishBatch, BinaryPublishBatch, CacheGet, CachePut,
+        CursorErrorReason, Publish, PublishError as PublishErrorMsg, PublishOk, StartPosition,
+        Subscribe, KNOWN_FLAGS,
     };
 
     use super::*;

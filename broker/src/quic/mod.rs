@@ -15,6 +15,8 @@ mod events;
 mod socket;
 mod stream;
 
+pub(crate) use stream::wait_writable;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -55,8 +55,9 @@ impl QueueWaker for Wake {
     }
 }
 
-/// Waits until a `block` queue has room (or closed).
-async fn wait_writable(queue: &SubscriberQueue) {
+/// Waits until a `block` queue has room (or closed): the shell's one way
+/// to wait on the core's queues (the cluster feed uses it too).
+pub(crate) async fn wait_writable(queue: &SubscriberQueue) {
     let wake = Arc::new(Wake::default());
     while queue.wake_when_writable(wake.clone()) {
         wake.0.notified().await;
