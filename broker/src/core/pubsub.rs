@@ -711,6 +711,21 @@ impl PubSub {
             }
             StartPosition::Offset(n) => n,
         };
+        Ok(self.register(&stream, &mut s, key, id, from, offsets))
+    }
+
+    /// Adds a subscriber whose replay runs from `from` to the stream's
+    /// tail (flushed by the caller), then live.
+    fn register(
+        &self,
+        stream: &Arc<Mutex<StreamState>>,
+        s: &mut StreamState,
+        key: &StreamKey,
+        id: u64,
+        from: u64,
+        offsets: bool,
+    ) -> Subscription {
+        let tail = s.next_offset;
         let replay = Replay {
             stream: (from < tail).then(|| stream.clone()),
             id,
@@ -726,13 +741,13 @@ impl PubSub {
             offsets,
         });
         self.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
-        Ok(Subscription {
+        Subscription {
             id,
             key: key.clone(),
             queue,
             replay,
             expires_at_unix: None,
-        })
+        }
     }
 
     /// Closes every subscriber queue (drain): writers send what is queued,
@@ -903,31 +918,8 @@ impl PubSub {
             });
         }
         let ring_from = from.max(s.oldest());
-        let replay = Replay {
-            stream: (ring_from < tail).then(|| stream.clone()),
-            id,
-            offsets,
-            next: ring_from,
-            end: tail,
-            max_events: self.settings.batch_max_events.max(1),
-            max_bytes: self.settings.batch_max_bytes,
-        };
-        let queue = SubscriberQueue::new(self.settings.queue_capacity, self.settings.queue_policy);
-        s.subscribers.push(Subscriber {
-            queue: queue.clone(),
-            offsets,
-        });
-        self.metrics.subscribers.fetch_add(1, Ordering::Relaxed);
-        Ok((
-            Subscription {
-                id,
-                key: key.clone(),
-                queue,
-                replay,
-                expires_at_unix: None,
-            },
-            ring_from,
-        ))
+        let sub = self.register(&stream, &mut s, key, id, ring_from, offsets);
+        Ok((sub, ring_from))
     }
 
     /// Whether any live subscriber remains on a stream (cluster mode stops
