@@ -140,9 +140,14 @@ pub struct Cli {
     /// Batches a subscriber queue holds [default: 512].
     #[arg(long, env = "FELIX_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
-    /// What a full subscriber queue does [default: drop-new].
+    /// What a full subscriber queue does [default: block].
     #[arg(long, env = "FELIX_QUEUE_POLICY", value_enum)]
     pub queue_policy: Option<QueuePolicy>,
+    /// Under `block`, longest a publisher waits for one subscriber's
+    /// queue, milliseconds; then that subscriber's queue drops new batches
+    /// (counted) until it has caught up [default: 500].
+    #[arg(long, env = "FELIX_QUEUE_BLOCK_TIMEOUT_MS")]
+    pub queue_block_timeout_ms: Option<u64>,
     /// Cache memory bound, bytes, counting keys, values and each entry's bookkeeping [default: 67108864].
     #[arg(long, env = "FELIX_CACHE_CAPACITY_BYTES")]
     pub cache_capacity_bytes: Option<usize>,
@@ -272,6 +277,7 @@ pub struct FileConfig {
     batch_linger_us: Option<u64>,
     queue_capacity: Option<usize>,
     queue_policy: Option<QueuePolicy>,
+    queue_block_timeout_ms: Option<u64>,
     cache_capacity_bytes: Option<usize>,
     quic_receive_window_bytes: Option<u32>,
     cache_tenant_capacity_bytes: Option<usize>,
@@ -457,6 +463,10 @@ impl Config {
             )),
             queue_capacity: pick!(queue_capacity, defaults.queue_capacity).max(1),
             queue_policy: pick!(queue_policy, defaults.queue_policy),
+            queue_block_timeout: Duration::from_millis(pick!(
+                queue_block_timeout_ms,
+                defaults.queue_block_timeout.as_millis() as u64
+            )),
             cache_capacity_bytes,
             cache_tenant_capacity_bytes: pick!(
                 cache_tenant_capacity_bytes,

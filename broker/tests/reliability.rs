@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use felix_broker::core::auth::Authenticator;
-use felix_broker::core::QueuePolicy;
+use felix_broker::core::{CoreSettings, QueuePolicy};
 use felix_wire::vectors::{self, Expect};
 use felix_wire::{
-    AckMode, AckStatus, BinaryAckedPublishBatch, Frame, Message, PublishOk, StartPosition,
-    Subscribe,
+    AckMode, AckStatus, BinaryAckedPublishBatch, BinaryPublishBatch, Frame, Message, PublishOk,
+    StartPosition, Subscribe,
 };
 use support::*;
 
@@ -287,6 +287,7 @@ async fn consumers(policy: QueuePolicy, with_bad_consumers: bool) -> (f64, Vec<(
     let mut s = settings();
     s.queue_capacity = 8;
     s.queue_policy = policy;
+    s.queue_block_timeout = Duration::from_millis(100);
     let b = start(s, Authenticator::Dev).await;
     let addr = b.broker.local_addr();
     let fast_peer = Peer::connect(addr, &b.certs).await.expect("connect");
@@ -368,7 +369,11 @@ async fn consumers(policy: QueuePolicy, with_bad_consumers: bool) -> (f64, Vec<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_stalled_and_vanished_consumers_do_not_slow_the_others() {
     let _serial = SERIAL.lock().await;
-    for policy in [QueuePolicy::DropNew, QueuePolicy::DropOld] {
+    for policy in [
+        QueuePolicy::Block,
+        QueuePolicy::DropNew,
+        QueuePolicy::DropOld,
+    ] {
         let (alone, _) = consumers(policy, false).await;
         let (crowded, stats) = consumers(policy, true).await;
         println!("{policy:?}: fast subscriber {alone:.0} events/s alone, {crowded:.0} with a stalled, a slow and a vanished one; (delivered, dropped) per subscriber: {stats:?}");
@@ -379,6 +384,71 @@ async fn slow_stalled_and_vanished_consumers_do_not_slow_the_others() {
         // Throughput is measured, not asserted: shared CI machines are too noisy
         // for a timing assertion (docs/operations.md has the measured figures).
     }
+}
+
+/// The issue a default configuration must not have: an unacked publisher
+/// flooding as fast as it can, and a subscriber that keeps up on average
+/// (reads as fast as it can) losing most events to drops. Under the default
+/// `block` policy it loses none; a subscriber beside it that never reads
+/// holds the publisher one `queue_block_timeout`, then is shed (its drops
+/// counted) and the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_default_queue_settings_an_unacked_flood_loses_nothing_for_a_subscriber_that_keeps_up(
+) {
+    let _serial = SERIAL.lock().await;
+    let b = start(CoreSettings::default(), Authenticator::Dev).await;
+    let addr = b.broker.local_addr();
+    let fast_peer = Peer::connect(addr, &b.certs).await.expect("connect");
+    let mut fast = subscribe(&fast_peer, "flood", 1).await;
+    let stalled_peer = Peer::connect(addr, &b.certs).await.expect("connect");
+    let _stalled = subscribe(&stalled_peer, "flood", 2).await; // never read
+    assert_eq!(b.wait_for_subscribers("flood", 2).await, 2);
+    let batches = u64::from(scale(1500, 15000));
+    let per_batch = 64u64;
+    let total = batches * per_batch;
+    let reader = tokio::spawn(async move { count_events(&mut fast, total).await });
+    let publisher = Peer::connect(addr, &b.certs).await.expect("connect");
+    let mut c = publisher.control("t1").await;
+    for _ in 0..batches {
+        c.send(BinaryPublishBatch {
+            tenant_id: "t1".into(),
+            namespace: "default".into(),
+            stream: "flood".into(),
+            payloads: vec![Bytes::from(vec![7u8; 256]); per_batch as usize],
+        })
+        .await;
+    }
+    let got = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the subscriber that keeps up got every event in time")
+        .expect("join");
+    assert_eq!(got, total);
+    let key = felix_broker::core::pubsub::StreamKey {
+        tenant: "t1".into(),
+        namespace: "default".into(),
+        stream: "flood".into(),
+    };
+    let stats = b.broker.core().pubsub.subscriber_stats(&key);
+    assert_eq!(stats.len(), 2);
+    let dropped: Vec<u64> = stats.iter().map(|(_, d, _)| *d).collect();
+    assert!(
+        dropped.contains(&0),
+        "the subscriber that keeps up lost nothing: {stats:?}"
+    );
+    assert!(
+        dropped.iter().any(|d| *d > 0),
+        "the stalled one was shed and its drops counted: {stats:?}"
+    );
+    let metrics = &b.broker.core().metrics;
+    assert_eq!(
+        metrics.queue_block_timeouts.load(Ordering::Relaxed),
+        1,
+        "one subscriber marked lagging, once"
+    );
+    assert_eq!(
+        metrics.dropped_events.load(Ordering::Relaxed),
+        dropped.iter().sum::<u64>()
+    );
 }
 
 mod jwt {

@@ -431,6 +431,6 @@ async fn feed(core: Arc<crate::core::Core>, key: StreamKey, mut messages: Ordere
 
 async fn inject(core: &crate::core::Core, key: &StreamKey, first: u64, payloads: Vec<Bytes>) {
     for queue in core.pubsub.inject(key, first, payloads, Instant::now()) {
-        wait_writable(&queue).await;
+        wait_writable(core, &queue).await;
     }
 }

@@ -74,6 +74,10 @@ counters! {
     /// Events not queued for a subscriber that was behind while the
     /// broker-wide queue budget was spent (also in dropped_events).
     queue_budget_drops: "counter",
+    /// Subscribers marked lagging: a `block` publisher waited
+    /// `queue_block_timeout` for their queue, which then drops new batches
+    /// (counted in dropped_events) until it has caught up.
+    queue_block_timeouts: "counter",
     /// Bytes of fanned-out batches held by subscriber queues (each batch once).
     queued_bytes: "gauge",
     /// Payload bytes retained for replay, all streams.

@@ -655,7 +655,15 @@ impl PubSub {
                     events,
                     charge: Some(charge.clone()),
                 };
-                match sub.queue.push(batch) {
+                // Past the budget a blocking subscriber holds its
+                // publishers back at KEEPING_UP_BATCHES instead of growing
+                // to its capacity.
+                let room = if over_budget {
+                    KEEPING_UP_BATCHES
+                } else {
+                    usize::MAX
+                };
+                match sub.queue.push_within(batch, room) {
                     PushOutcome::Queued => {}
                     PushOutcome::QueuedDroppedOld | PushOutcome::Dropped => {
                         self.metrics
@@ -1500,10 +1508,48 @@ mod tests {
     }
 
     #[test]
+    fn past_the_queue_budget_a_blocking_subscriber_behind_makes_the_publisher_wait() {
+        let ps = pubsub(|s| {
+            s.queue_budget_bytes = 64 * 1024;
+            s.queue_policy = QueuePolicy::Block;
+        });
+        let stalled = ps
+            .subscribe(&key(), 1, StartPosition::Latest, false)
+            .expect("sub");
+        let mut waited_at = None;
+        for i in 0..8 {
+            let out = ps
+                .publish(&key(), &big(1, 32 * 1024), Instant::now())
+                .expect("publish");
+            if !out.wait_for.is_empty() {
+                waited_at = Some(i);
+                break;
+            }
+        }
+        // Under the 64 KiB budget two 32 KiB batches fit; past it the
+        // queue holds KEEPING_UP_BATCHES + 1 and the publisher must wait
+        // (not grow the queue to its capacity of 512).
+        assert_eq!(waited_at, Some(KEEPING_UP_BATCHES as i32));
+        assert_eq!(stalled.queue.len(), KEEPING_UP_BATCHES + 1);
+        assert_eq!(
+            stalled.queue.stats.dropped_events.load(Ordering::Relaxed),
+            0
+        );
+        stalled.queue.try_pop();
+        stalled.queue.try_pop();
+        assert!(!stalled.queue.is_over_capacity(), "room once it reads");
+        drop(stalled);
+        ps.unsubscribe_all_for_test();
+    }
+
+    #[test]
     fn past_the_queue_budget_only_subscribers_that_keep_up_get_batches() {
         // Subscribers that never read used to hold every batch up to their
         // queue capacity, on every stream: 1024 of them took RSS to 1 GB.
-        let ps = pubsub(|s| s.queue_budget_bytes = 256 * 1024);
+        let ps = pubsub(|s| {
+            s.queue_budget_bytes = 256 * 1024;
+            s.queue_policy = QueuePolicy::DropNew;
+        });
         let stalled = ps
             .subscribe(&key(), 1, StartPosition::Latest, false)
             .expect("sub");

@@ -5,6 +5,14 @@
 //! A full queue applies its policy: `drop_new` refuses the batch,
 //! `drop_old` evicts the oldest, `block` accepts it and tells the publisher
 //! to wait. Every dropped event is counted, per subscriber.
+//!
+//! `block` is lossless for a subscriber that keeps up on average, but a
+//! subscriber that stops reading would hold its publishers for ever. So a
+//! publisher waits at most the broker's `queue_block_timeout`; then the
+//! queue is marked *lagging* ([`SubscriberQueue::mark_lagging`]) and
+//! behaves as `drop_new` (counted) until its reader has emptied it, when it
+//! blocks again. A stalled subscriber costs its stream's publishers one
+//! timeout, not their throughput.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,6 +98,10 @@ pub struct SubscriberStats {
 #[derive(Debug)]
 struct Inner {
     batches: VecDeque<QueuedBatch>,
+    /// A waiting `block` publisher may go on once fewer batches than this
+    /// are queued: the capacity, or fewer while the broker-wide queue
+    /// budget is spent (see [`SubscriberQueue::push_within`]).
+    room_at: usize,
     writable: Vec<Arc<dyn QueueWaker>>,
     on_close: Vec<Arc<dyn QueueWaker>>,
 }
@@ -101,6 +113,9 @@ pub struct SubscriberQueue {
     capacity: usize,
     policy: QueuePolicy,
     closed: AtomicBool,
+    /// A `block` queue whose publisher waited too long: it drops new
+    /// batches like `drop_new` until its reader has emptied it.
+    lagging: AtomicBool,
     /// Told when a batch arrives or the queue closes: the connection's
     /// event writer, which serves every subscription of one connection
     /// (see [`SubscriberQueue::wake_when_readable`]).
@@ -118,12 +133,14 @@ impl SubscriberQueue {
             // thousands of subscribers (64 slots each cost ~60 MiB at 25k).
             inner: Mutex::new(Inner {
                 batches: VecDeque::with_capacity(capacity.min(4)),
+                room_at: capacity.max(1),
                 writable: Vec::new(),
                 on_close: Vec::new(),
             }),
             capacity: capacity.max(1),
             policy,
             closed: AtomicBool::new(false),
+            lagging: AtomicBool::new(false),
             reader: OnceLock::new(),
             stats: SubscriberStats::default(),
         })
@@ -136,43 +153,71 @@ impl SubscriberQueue {
 
     /// Pushes a batch, applying the policy when full.
     pub fn push(&self, batch: QueuedBatch) -> PushOutcome {
+        self.push_within(batch, self.capacity)
+    }
+
+    /// Pushes a batch; a `block` queue holding `room` batches or more
+    /// (at most its capacity) asks the publisher to wait until it holds
+    /// fewer. The fanout passes a small `room` once the broker-wide queue
+    /// budget is spent, so a blocking subscriber then holds a publisher
+    /// back instead of growing to its capacity. `drop_new` and `drop_old`
+    /// apply their policy at the capacity.
+    pub fn push_within(&self, batch: QueuedBatch, room: usize) -> PushOutcome {
         if self.closed.load(Ordering::Acquire) {
             return PushOutcome::Dropped;
         }
         let outcome = {
             let mut inner = self.lock();
-            let q = &mut inner.batches;
-            if q.len() < self.capacity {
-                q.push_back(batch);
-                PushOutcome::Queued
+            let len = inner.batches.len();
+            let blocking = self.blocks();
+            let limit = if blocking {
+                room.clamp(1, self.capacity)
             } else {
-                match self.policy {
-                    QueuePolicy::DropNew => {
-                        self.stats
-                            .dropped_events
-                            .fetch_add(batch.events, Ordering::Relaxed);
-                        PushOutcome::Dropped
-                    }
-                    QueuePolicy::DropOld => {
-                        if let Some(old) = q.pop_front() {
-                            self.stats
-                                .dropped_events
-                                .fetch_add(old.events, Ordering::Relaxed);
-                        }
-                        q.push_back(batch);
-                        PushOutcome::QueuedDroppedOld
-                    }
-                    QueuePolicy::Block => {
-                        q.push_back(batch);
-                        PushOutcome::QueuedMustWait
-                    }
+                self.capacity
+            };
+            if len < limit {
+                inner.batches.push_back(batch);
+                PushOutcome::Queued
+            } else if blocking {
+                inner.batches.push_back(batch);
+                inner.room_at = inner.room_at.min(limit);
+                PushOutcome::QueuedMustWait
+            } else if self.policy == QueuePolicy::DropOld {
+                if let Some(old) = inner.batches.pop_front() {
+                    self.stats
+                        .dropped_events
+                        .fetch_add(old.events, Ordering::Relaxed);
                 }
+                inner.batches.push_back(batch);
+                PushOutcome::QueuedDroppedOld
+            } else {
+                // `drop_new`, or a lagging `block` queue.
+                self.stats
+                    .dropped_events
+                    .fetch_add(batch.events, Ordering::Relaxed);
+                PushOutcome::Dropped
             }
         };
         if outcome != PushOutcome::Dropped {
             self.wake_readers();
         }
         outcome
+    }
+
+    /// Gives up waiting for this `block` queue: a publisher waited the
+    /// broker's `queue_block_timeout` for room. From now on it drops new
+    /// batches when full (counted) until its reader empties it. Wakes
+    /// every waiting publisher. Returns `false` if it was lagging already.
+    pub fn mark_lagging(&self) -> bool {
+        let inner = self.lock();
+        let newly = !self.lagging.swap(true, Ordering::AcqRel);
+        self.wake_writers(inner);
+        newly
+    }
+
+    /// Whether the queue is lagging (see [`SubscriberQueue::mark_lagging`]).
+    pub fn is_lagging(&self) -> bool {
+        self.lagging.load(Ordering::Acquire)
     }
 
     /// Tells `waker` whenever a batch arrives or the queue closes (set
@@ -188,6 +233,19 @@ impl SubscriberQueue {
         }
     }
 
+    /// After a pop: a publisher may go on once fewer than `room_at` are
+    /// queued, and a lagging queue its reader emptied blocks again.
+    fn after_pop(&self, inner: MutexGuard<'_, Inner>) {
+        let mut inner = inner;
+        if inner.batches.len() < inner.room_at {
+            inner.room_at = self.capacity;
+        }
+        if inner.batches.is_empty() {
+            self.lagging.store(false, Ordering::Release);
+        }
+        self.wake_writers(inner);
+    }
+
     /// Wakes (once) every publisher waiting for room.
     fn wake_writers(&self, mut inner: MutexGuard<'_, Inner>) {
         let writers = std::mem::take(&mut inner.writable);
@@ -197,9 +255,10 @@ impl SubscriberQueue {
         }
     }
 
-    /// Whether a full queue makes publishers wait (policy `block`).
+    /// Whether a full queue makes publishers wait (policy `block`, and not
+    /// lagging).
     pub fn blocks(&self) -> bool {
-        self.policy == QueuePolicy::Block
+        self.policy == QueuePolicy::Block && !self.is_lagging()
     }
 
     /// Counts a batch dropped before it reached the queue (the broker-wide
@@ -212,7 +271,11 @@ impl SubscriberQueue {
 
     /// True while a `block` publisher must wait for this queue.
     pub fn is_over_capacity(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.lock().batches.len() >= self.capacity
+        if self.closed.load(Ordering::Acquire) || self.is_lagging() {
+            return false;
+        }
+        let inner = self.lock();
+        inner.batches.len() >= inner.room_at
     }
 
     /// Tells `waker` once when the queue closes (for tasks tied to the
@@ -232,7 +295,10 @@ impl SubscriberQueue {
     /// Checked and registered under one lock, so no wake-up is lost.
     pub fn wake_when_writable(&self, waker: Arc<dyn QueueWaker>) -> bool {
         let mut inner = self.lock();
-        if self.closed.load(Ordering::Acquire) || inner.batches.len() < self.capacity {
+        if self.closed.load(Ordering::Acquire)
+            || self.is_lagging()
+            || inner.batches.len() < inner.room_at
+        {
             return false;
         }
         inner.writable.push(waker);
@@ -247,7 +313,7 @@ impl SubscriberQueue {
             self.stats
                 .delivered_events
                 .fetch_add(b.events, Ordering::Relaxed);
-            self.wake_writers(inner);
+            self.after_pop(inner);
         }
         batch
     }
@@ -256,13 +322,14 @@ impl SubscriberQueue {
     pub fn drain_into(&self, out: &mut Vec<QueuedBatch>, max: usize) {
         let mut inner = self.lock();
         let n = inner.batches.len().min(max);
+        let from = out.len();
         out.extend(inner.batches.drain(..n));
         if n > 0 {
-            let events: u64 = out.iter().map(|b| b.events).sum();
+            let events: u64 = out[from..].iter().map(|b| b.events).sum();
             self.stats
                 .delivered_events
                 .fetch_add(events, Ordering::Relaxed);
-            self.wake_writers(inner);
+            self.after_pop(inner);
         }
     }
 
@@ -344,6 +411,56 @@ mod tests {
         q.try_pop();
         assert!(!q.is_over_capacity());
         assert_eq!(q.stats.dropped_events.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_lagging_block_queue_drops_like_drop_new_until_its_reader_empties_it() {
+        let q = SubscriberQueue::new(2, QueuePolicy::Block);
+        q.push(batch(1));
+        q.push(batch(1));
+        assert_eq!(q.push(batch(1)), PushOutcome::QueuedMustWait);
+        assert!(q.mark_lagging());
+        assert!(!q.mark_lagging(), "counted once");
+        assert!(!q.blocks());
+        assert!(!q.is_over_capacity(), "nobody waits for a lagging queue");
+        assert!(!q.wake_when_writable(Arc::new(Counter::default())));
+        assert_eq!(q.push(batch(7)), PushOutcome::Dropped);
+        assert_eq!(q.stats.dropped_events.load(Ordering::Relaxed), 7);
+        q.try_pop();
+        q.try_pop();
+        assert!(q.is_lagging(), "still one queued");
+        q.try_pop();
+        assert!(!q.is_lagging(), "emptied: blocks again");
+        assert!(q.blocks());
+    }
+
+    #[test]
+    fn past_the_budget_a_block_queue_makes_publishers_wait_at_the_smaller_room() {
+        let q = SubscriberQueue::new(512, QueuePolicy::Block);
+        assert_eq!(q.push_within(batch(1), 2), PushOutcome::Queued);
+        assert_eq!(q.push_within(batch(1), 2), PushOutcome::Queued);
+        assert_eq!(q.push_within(batch(1), 2), PushOutcome::QueuedMustWait);
+        let waker = Arc::new(Counter::default());
+        assert!(q.wake_when_writable(waker.clone()), "3 queued, room at 2");
+        q.try_pop();
+        assert_eq!(waker.0.load(Ordering::Relaxed), 1, "woken by the pop");
+        q.try_pop();
+        assert!(!q.wake_when_writable(waker), "1 queued: room again");
+        assert!(!q.is_over_capacity());
+        assert_eq!(
+            q.push(batch(1)),
+            PushOutcome::Queued,
+            "back to the capacity"
+        );
+    }
+
+    #[derive(Debug, Default)]
+    struct Counter(AtomicU64);
+
+    impl QueueWaker for Counter {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[test]

@@ -12,8 +12,11 @@ pub enum QueuePolicy {
     DropNew,
     /// Drop the oldest queued batch to make room (counted).
     DropOld,
-    /// Make the publisher wait until the subscriber catches up. A stalled
-    /// subscriber then stalls publishers to its stream, by choice.
+    /// Make the publisher wait until the subscriber catches up: lossless
+    /// for a subscriber that keeps up on average. A publisher waits at
+    /// most `queue_block_timeout`; then that subscriber's queue drops new
+    /// batches (counted) until it has caught up, so a stalled subscriber
+    /// cannot hold its stream's publishers for longer. The default.
     Block,
 }
 
@@ -63,6 +66,9 @@ pub struct CoreSettings {
     pub queue_capacity: usize,
     /// What a full queue does.
     pub queue_policy: QueuePolicy,
+    /// Longest a publisher waits for a `block` queue's room before that
+    /// subscriber is marked lagging and its queue drops instead.
+    pub queue_block_timeout: Duration,
     /// Cache memory bound, bytes: keys, values and each entry's and
     /// tenant's bookkeeping (see `cache::ENTRY_OVERHEAD_BYTES`).
     pub cache_capacity_bytes: usize,
@@ -94,7 +100,8 @@ impl Default for CoreSettings {
             batch_max_bytes: 64 * 1024,
             batch_linger: Duration::from_micros(250),
             queue_capacity: 512,
-            queue_policy: QueuePolicy::DropNew,
+            queue_policy: QueuePolicy::Block,
+            queue_block_timeout: Duration::from_millis(500),
             cache_capacity_bytes: 64 * 1024 * 1024,
             cache_tenant_capacity_bytes: 16 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,

@@ -22,6 +22,7 @@ use crate::core::pubsub::Subscription;
 use crate::core::queue::{QueueWaker, SubscriberQueue};
 use crate::core::request::RequestError;
 use crate::core::session::{Now, Output, Role, Session};
+use crate::core::Core;
 
 /// Bytes a stream may read past a frame boundary without knowing the next
 /// frame's length: enough for many small requests in one read.
@@ -55,12 +56,30 @@ impl QueueWaker for Wake {
     }
 }
 
-/// Waits until a `block` queue has room (or closed): the shell's one way
-/// to wait on the core's queues (the cluster feed uses it too).
-pub(crate) async fn wait_writable(queue: &SubscriberQueue) {
+/// Waits until a `block` queue has room (or closed, or lagging): the
+/// shell's one way to wait on the core's queues (the cluster feed uses it
+/// too). After `core.settings.queue_block_timeout` the queue is marked
+/// lagging (counted, logged) and the wait ends: a subscriber that stopped
+/// reading holds its publishers that long, not for ever.
+pub(crate) async fn wait_writable(core: &Core, queue: &SubscriberQueue) {
     let wake = Arc::new(Wake::default());
+    let deadline = tokio::time::Instant::now() + core.settings.queue_block_timeout;
     while queue.wake_when_writable(wake.clone()) {
-        wake.0.notified().await;
+        if tokio::time::timeout_at(deadline, wake.0.notified())
+            .await
+            .is_err()
+        {
+            if queue.mark_lagging() {
+                core.metrics
+                    .queue_block_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    timeout_ms = core.settings.queue_block_timeout.as_millis() as u64,
+                    "a subscriber kept a publisher waiting too long; its queue drops until it catches up"
+                );
+            }
+            return;
+        }
     }
 }
 
@@ -267,7 +286,7 @@ async fn serve(
                         replies_bytes = 0;
                         flush_replies(&mut send, &mut replies).await;
                         for q in queues {
-                            wait_writable(&q).await;
+                            wait_writable(&ctx.core, &q).await;
                         }
                     }
                     Output::Subscribe(sub) => {
