@@ -25,7 +25,7 @@ use felix_client::{Ack, Client, ClientConfig, Subscription, SubscriptionItem};
 use felix_wire::StartPosition;
 use tokio::sync::Notify;
 
-use crate::stats::{opt_col, percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, opt_col, percentile, runtime_threads, Results};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// Subscribe requests in flight at once on one connection while setting up.
@@ -112,6 +112,10 @@ pub(crate) struct BroadcastReport {
     /// A spawned broker's largest sampled VmRSS (cross-check).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_sampled_rss_mib: Option<f64>,
+    /// A spawned broker's CPU time (user + system) per delivery over the
+    /// publishes (warm-up included, set-up not), microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broker_cpu_us_per_delivery: Option<f64>,
 }
 
 /// `total` items spread over `parts` as evenly as possible: the first
@@ -319,7 +323,7 @@ async fn close_all(clients: impl IntoIterator<Item = Client>) {
 /// JSON line, and spelled out on standard error), not a failed run.
 pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<ExitCode, String> {
     let (target, config) = Target::open(connect, &args.broker)?;
-    let run = broadcast(&config, &connect.namespace, args).await;
+    let run = broadcast(&config, &connect.namespace, args, || target.cpu_time()).await;
     // Stopped whatever happened; its peak is read before it stops.
     let name = target.name();
     let rss = target.close().await;
@@ -329,7 +333,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<E
     r.broker_sampled_rss_mib = rss.and_then(|m| m.sampled_max_mib());
     let mut results = Results::open(&args.results)?;
     println!(
-        "{:>13} {:>11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>11} {:>12}",
+        "{:>13} {:>11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>11} {:>12} {:>11}",
         "subscriptions",
         "connections",
         "payload",
@@ -339,10 +343,11 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<E
         "p99 us",
         "max us",
         "unaccounted",
-        "broker MiB"
+        "broker MiB",
+        "broker us/d"
     );
     println!(
-        "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {}",
+        "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {} {}",
         r.subscriptions,
         r.connections,
         r.payload,
@@ -352,7 +357,9 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<E
         r.p99_us,
         r.max_us,
         r.unaccounted,
-        opt_col(r.broker_peak_rss_mib, 12)
+        opt_col(r.broker_peak_rss_mib, 12),
+        r.broker_cpu_us_per_delivery
+            .map_or_else(|| format!("{:>11}", "-"), |v| format!("{v:>11.2}"))
     );
     results.append(&r);
     if r.unaccounted > 0 || r.timed_out > 0 || r.subscription_failures > 0 {
@@ -375,6 +382,7 @@ async fn broadcast(
     config: &ClientConfig,
     namespace: &str,
     args: &BroadcastArgs,
+    broker_cpu: impl Fn() -> Option<Duration>,
 ) -> Result<BroadcastReport, String> {
     let subscriptions = args.subscriptions as usize;
     let limit = felix_client::tls::MAX_BROKER_STREAMS as usize;
@@ -438,6 +446,7 @@ async fn broadcast(
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut latencies: Vec<u128> = Vec::with_capacity(args.publishes as usize);
     let (mut timed_out, mut unaccounted) = (0usize, 0u64);
+    let cpu_before = broker_cpu();
     for seq in 0..events {
         let payload = event_payload(seq as u64, args.payload as usize);
         let sent = Instant::now();
@@ -461,6 +470,11 @@ async fn broadcast(
             }
         }
     }
+    let broker_cpu_us_per_delivery = cpu_us_per(
+        cpu_before,
+        broker_cpu(),
+        (events as u64 * u64::from(args.subscriptions)).saturating_sub(unaccounted),
+    );
     // Readers with every event have returned; the rest were accounted
     // for above and are stopped.
     readers.abort_all();
@@ -493,6 +507,7 @@ async fn broadcast(
         first_failure,
         threads: runtime_threads(),
         busy_poll: args.broker.busy_poll,
+        broker_cpu_us_per_delivery,
         ..BroadcastReport::default()
     })
 }
@@ -572,7 +587,7 @@ mod tests {
             broker: Default::default(),
             results: "unused.jsonl".into(),
         };
-        let run = broadcast(&config, "default", &args).await;
+        let run = broadcast(&config, "default", &args, || None).await;
         broker.shutdown().await;
         let r = run.expect("runs");
         assert_eq!((r.subscriptions, r.connections), (20, 3));

@@ -53,6 +53,23 @@ fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// Clock ticks per second of the CPU times in `/proc/<pid>/stat`
+/// (`USER_HZ`: 100 on every architecture Linux runs on here).
+const USER_HZ: u64 = 100;
+
+/// User + system CPU time in the text of `/proc/<pid>/stat` (fields 14
+/// and 15, counted after the parenthesised command name, which may itself
+/// hold spaces and parentheses).
+pub(crate) fn stat_cpu_time(stat: &str) -> Option<std::time::Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11); // state is field 3
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(
+        (utime + stime) * 1000 / USER_HZ,
+    ))
+}
+
 /// The value of `key` (e.g. `VmHWM`) in the text of `/proc/<pid>/status`,
 /// in KiB: lines look like `VmHWM:\t  12345 kB`.
 pub(crate) fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -269,6 +286,13 @@ impl SpawnedBroker {
     }
 
     /// Its memory so far: `VmHWM` now and the sampled `VmRSS` maximum.
+    /// CPU time (user + system) the broker process has used so far (None
+    /// off Linux). Differences over a run give the broker's CPU per
+    /// delivered message, apart from the benchmark's own.
+    pub(crate) fn cpu_time(&self) -> Option<std::time::Duration> {
+        stat_cpu_time(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?)
+    }
+
     pub(crate) fn rss(&self) -> Rss {
         Rss {
             peak_kib: read_status_kib(self.pid, "VmHWM"),
@@ -343,6 +367,17 @@ mod tests {
     const STATUS: &str = "Name:\tfelix-broker\nUmask:\t0022\nState:\tS (sleeping)\n\
         VmPeak:\t 1093372 kB\nVmSize:\t 1027836 kB\nVmLck:\t       0 kB\n\
         VmHWM:\t   45312 kB\nVmRSS:\t   40960 kB\nRssAnon:\t   30000 kB\nThreads:\t3\n";
+
+    #[test]
+    fn cpu_time_is_user_plus_system_after_the_command_name() {
+        // A command name with a space and a ')' must not shift the fields.
+        let stat = "4242 (felix (x) b) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 130 0 0 20 0 3 0";
+        assert_eq!(
+            stat_cpu_time(stat),
+            Some(std::time::Duration::from_millis(3800))
+        );
+        assert_eq!(stat_cpu_time("garbage"), None);
+    }
 
     #[test]
     fn status_values_are_read_in_kib() {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use felix_client::Client;
 
-use crate::stats::{percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, percentile, runtime_threads, Results};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// Runs `felix-bench cache`: every size in `--sizes`, a table row and a
@@ -34,10 +34,13 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &CacheArgs) -> Result<ExitC
         "p99 us",
         "ops/s",
         "errors",
-        target.rss_header()
+        target.broker_header()
     );
     for size in &args.sizes {
-        let reports = cache(&clients, &connect.namespace, args, *size).await;
+        let reports = cache(&clients, &connect.namespace, args, *size, || {
+            target.cpu_time()
+        })
+        .await;
         let peak = target.rss().and_then(|m| m.peak_mib());
         for mut r in reports {
             r.broker_peak_rss_mib = peak;
@@ -51,7 +54,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &CacheArgs) -> Result<ExitC
                 r.p99_us,
                 r.ops_per_s,
                 r.errors,
-                target.rss_cell(peak)
+                target.broker_cells(peak, r.broker_cpu_us_per_op)
             );
             results.append(&r);
         }
@@ -113,6 +116,9 @@ pub(crate) struct CacheReport {
     /// A spawned broker's peak RSS so far (VmHWM after this size's runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
+    /// A spawned broker's CPU time (user + system) per request, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broker_cpu_us_per_op: Option<f64>,
 }
 
 /// Runs put, get_hit and get_miss for one value size over `clients`.
@@ -121,9 +127,11 @@ async fn cache(
     namespace: &str,
     args: &CacheArgs,
     size: usize,
+    broker_cpu: impl Fn() -> Option<std::time::Duration>,
 ) -> Vec<CacheReport> {
     let mut out = Vec::new();
     for op in ["put", "get_hit", "get_miss"] {
+        let cpu_before = broker_cpu();
         let workers = clients.len() * args.streams.max(1);
         let per_worker = args.ops.div_ceil(workers);
         let t0 = Instant::now();
@@ -166,6 +174,7 @@ async fn cache(
             }
         }
         let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        let broker_cpu_us_per_op = cpu_us_per(cpu_before, broker_cpu(), all.len() as u64);
         all.sort_unstable();
         out.push(CacheReport {
             op,
@@ -181,6 +190,7 @@ async fn cache(
             busy_poll: args.broker.busy_poll,
             broker: "",
             broker_peak_rss_mib: None,
+            broker_cpu_us_per_op,
         });
     }
     out
@@ -208,7 +218,7 @@ mod tests {
             broker: BrokerArgs::default(),
             results: "unused.jsonl".into(),
         };
-        let reports = cache(&clients, "default", &args, 32).await;
+        let reports = cache(&clients, "default", &args, 32, || None).await;
         let ops: Vec<&str> = reports.iter().map(|r| r.op).collect();
         assert_eq!(ops, ["put", "get_hit", "get_miss"]);
         for r in &reports {

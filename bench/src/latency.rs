@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use felix_client::{Ack, Client, SubscriptionItem};
 use felix_wire::StartPosition;
 
-use crate::stats::{percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, percentile, runtime_threads, Results};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// One latency run's parameters.
@@ -94,6 +94,10 @@ pub(crate) struct LatencyReport {
     /// A spawned broker's peak RSS so far (VmHWM at the end of the run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_peak_rss_mib: Option<f64>,
+    /// A spawned broker's CPU time (user + system) per delivered message,
+    /// microseconds, over the whole run (warm-up and subscribing included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) broker_cpu_us_per_delivery: Option<f64>,
 }
 
 fn now_ns() -> u128 {
@@ -151,10 +155,17 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         "publish msg/s",
         "delivered msg/s",
         "unaccounted",
-        target.rss_header()
+        target.broker_header()
     );
     for run in args.runs() {
+        let cpu_before = target.cpu_time();
         let mut r = latency(&client, &connect.namespace, &run).await?;
+        let delivered = ((run.warmup + run.total) * run.fanout.max(1)) as u64;
+        r.broker_cpu_us_per_delivery = cpu_us_per(
+            cpu_before,
+            target.cpu_time(),
+            delivered.saturating_sub(r.unaccounted),
+        );
         r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
         r.broker = target.name();
         println!(
@@ -169,7 +180,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
             r.publish_msgs_per_s,
             r.delivered_msgs_per_s,
             r.unaccounted,
-            target.rss_cell(r.broker_peak_rss_mib)
+            target.broker_cells(r.broker_peak_rss_mib, r.broker_cpu_us_per_delivery)
         );
         results.append(&r);
     }
@@ -315,6 +326,7 @@ async fn latency(
         busy_poll: args.broker.busy_poll,
         broker: "",
         broker_peak_rss_mib: None,
+        broker_cpu_us_per_delivery: None,
     })
 }
 

@@ -26,6 +26,17 @@ pub(crate) fn opt_col(v: Option<f64>, width: usize) -> String {
     v.map_or_else(|| format!("{:>width$}", "-"), |v| format!("{v:>width$.1}"))
 }
 
+/// Microseconds of broker CPU per message: the CPU time a spawned broker
+/// used between two readings, over the messages it handled meanwhile.
+pub(crate) fn cpu_us_per(
+    before: Option<std::time::Duration>,
+    after: Option<std::time::Duration>,
+    messages: u64,
+) -> Option<f64> {
+    let used = after?.checked_sub(before?)?;
+    (messages > 0).then(|| used.as_secs_f64() * 1e6 / messages as f64)
+}
+
 /// The file each run appends its figures to, one JSON object a line
 /// (`--results`; `scripts/bench-report` takes medians over them).
 #[derive(Debug)]

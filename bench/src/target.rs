@@ -18,8 +18,6 @@ use felix_client::{ClientConfig, Trust};
 use crate::broker_proc::{Rss, SpawnedBroker};
 use crate::stats::opt_col;
 
-/// Subscriber queue depth of a benchmark broker (lossless for a run).
-const QUEUE_CAPACITY: usize = 1 << 16;
 /// Streams (each direction) and subscriptions per connection of a
 /// benchmark broker: as many event streams as a client accepts (the
 /// broadcast bench checks its spread against that).
@@ -31,8 +29,9 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// The settings of an `--embedded` broker.
 pub(crate) fn embedded_config() -> EmbeddedConfig {
     let mut config = EmbeddedConfig {
+        // Subscriber queues at the defaults (`block`): lossless for
+        // subscribers that keep up, as a user's broker would be.
         core: CoreSettings {
-            queue_capacity: QUEUE_CAPACITY,
             max_subscriptions_per_connection: MAX_BROKER_STREAMS as usize,
             ..CoreSettings::default()
         },
@@ -51,7 +50,6 @@ pub(crate) fn embedded_config() -> EmbeddedConfig {
 /// settings [`embedded_config`] gives one in-process.
 pub(crate) fn spawned_broker_flags() -> Vec<String> {
     [
-        ("--queue-capacity", QUEUE_CAPACITY.to_string()),
         (
             "--max-subscriptions-per-connection",
             MAX_BROKER_STREAMS.to_string(),
@@ -261,18 +259,39 @@ impl Target {
         }
     }
 
-    /// The peak RSS column's header, when a spawned broker is measured.
-    pub(crate) fn rss_header(&self) -> String {
+    /// A spawned broker's CPU time so far, user + system (None otherwise:
+    /// an embedded broker shares this process's CPU with the benchmark).
+    pub(crate) fn cpu_time(&self) -> Option<std::time::Duration> {
         match self {
-            Target::Spawned(_) => format!(" {:>12}", "broker MiB"),
+            Target::Spawned(b) => b.cpu_time(),
+            _ => None,
+        }
+    }
+
+    /// The broker columns' headers (peak RSS, CPU per message), when a
+    /// spawned broker is measured.
+    pub(crate) fn broker_header(&self) -> String {
+        match self {
+            Target::Spawned(_) => format!(" {:>12} {:>11}", "broker MiB", "broker us/m"),
             _ => String::new(),
         }
     }
 
-    /// The peak RSS column, when a spawned broker is measured.
-    pub(crate) fn rss_cell(&self, peak_mib: Option<f64>) -> String {
+    /// The broker columns, when a spawned broker is measured.
+    pub(crate) fn broker_cells(
+        &self,
+        peak_mib: Option<f64>,
+        cpu_us_per_msg: Option<f64>,
+    ) -> String {
         match self {
-            Target::Spawned(_) => format!(" {}", opt_col(peak_mib, 12)),
+            Target::Spawned(_) => format!(
+                " {} {}",
+                opt_col(peak_mib, 12),
+                match cpu_us_per_msg {
+                    Some(v) => format!("{v:>11.2}"),
+                    None => format!("{:>11}", "-"),
+                }
+            ),
             _ => String::new(),
         }
     }
@@ -336,7 +355,14 @@ mod tests {
             spawned.limits.max_connections_per_source,
             embedded.limits.max_connections_per_source
         );
-        assert_eq!(embedded.core.queue_capacity, QUEUE_CAPACITY);
+        assert_eq!(
+            (embedded.core.queue_capacity, embedded.core.queue_policy),
+            (
+                CoreSettings::default().queue_capacity,
+                felix_broker::core::QueuePolicy::Block
+            ),
+            "benchmarks run at the default queue settings"
+        );
         assert_eq!(embedded.core.max_subscriptions_per_connection, 1024);
         assert_eq!(embedded.limits.max_connections, 10_000);
     }
