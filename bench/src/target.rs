@@ -170,9 +170,9 @@ pub(crate) struct BrokerArgs {
     #[arg(long, conflicts_with = "embedded")]
     pub(crate) spawn_broker: bool,
     /// Runtime worker threads of this process, which an --embedded broker
-    /// shares, and of a --spawn-broker broker (default: one per core).
-    /// With 1, the client and an embedded broker hand work over on one
-    /// thread and never pay a cross-thread wake-up.
+    /// shares, and shards (serving threads) of a --spawn-broker broker
+    /// (default: one per core). With 1, the client and an embedded broker
+    /// hand work over on one thread and never pay a cross-thread wake-up.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
     /// Idle worker threads keep polling instead of sleeping, in this
@@ -187,7 +187,7 @@ impl BrokerArgs {
     fn runtime_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if let Some(n) = self.threads {
-            flags.extend(["--worker-threads".to_string(), n.to_string()]);
+            flags.extend(["--shards".to_string(), n.to_string()]);
         }
         if self.busy_poll {
             flags.push("--busy-poll".to_string());

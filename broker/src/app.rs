@@ -7,7 +7,7 @@ use crate::config::{AuthMode, Config};
 use crate::core::auth::{Authenticator, Jwks, JwtVerifier, TokensFile};
 use crate::core::pubsub::StreamKey;
 use crate::core::Core;
-use crate::quic::RunningBroker;
+use crate::quic::{RunningBroker, Shards};
 use crate::tls::{self, TransportSettings};
 
 /// Why the broker could not start.
@@ -139,12 +139,16 @@ pub async fn start(config: &Config) -> Result<Started, StartError> {
         receive_window: config.quic_receive_window,
     };
     let server_config = tls::server_config(&material, &transport)?;
-    let broker = RunningBroker::start_clustered(
+    let broker = RunningBroker::start_sharded(
         config.bind,
         server_config,
         core.clone(),
         config.limits.clone(),
         cluster,
+        Shards {
+            count: config.shards,
+            busy_poll: config.busy_poll,
+        },
     )
     .map_err(|source| StartError::Bind {
         what: "QUIC",

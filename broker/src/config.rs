@@ -170,9 +170,18 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax) [default: info].
     #[arg(long, env = "FELIX_LOG")]
     pub log: Option<String>,
-    /// Runtime worker threads [default: one per core].
+    /// Runtime worker threads: with shards they only run timers, metrics
+    /// and cluster I/O [default: 1 with shards, else one per core].
     #[arg(long, env = "FELIX_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// QUIC endpoints on threads of their own, sharing the port
+    /// (SO_REUSEPORT): each connection stays on one thread, so a request
+    /// never waits for another thread to wake. 0 serves every connection on
+    /// the worker threads (needed if clients' addresses change mid-
+    /// connection, e.g. NAT rebinding: another shard would not know them)
+    /// [default: one per core].
+    #[arg(long, env = "FELIX_SHARDS")]
+    pub shards: Option<usize>,
     /// Keep every worker thread polling instead of sleeping when idle: a
     /// request then never waits for a sleeping thread to be woken (45-60 us
     /// on a 2-core VM), at the cost of every worker's core busy all the
@@ -285,6 +294,7 @@ pub struct FileConfig {
     idle_timeout_ms: Option<u64>,
     log: Option<String>,
     worker_threads: Option<usize>,
+    shards: Option<usize>,
     busy_poll: Option<bool>,
     allow_dev_on_network: Option<bool>,
     cluster: Option<String>,
@@ -339,6 +349,8 @@ pub struct Config {
     pub log: String,
     /// Runtime worker threads (`None`: one per core).
     pub worker_threads: Option<usize>,
+    /// Shard threads with their own QUIC endpoint (0: none).
+    pub shards: usize,
     /// Whether idle workers keep polling instead of sleeping.
     pub busy_poll: bool,
     /// Whether dev auth may serve a non-loopback `bind`.
@@ -392,6 +404,15 @@ impl Config {
             };
         }
         let auth = pick!(auth, AuthMode::Dev);
+        // SO_REUSEPORT shards are a Unix feature.
+        let shards = if cfg!(unix) {
+            pick!(
+                shards,
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            )
+        } else {
+            0
+        };
         let metrics_bind = match pick!(metrics_bind, "127.0.0.1:9464".to_string()).as_str() {
             "off" | "" => None,
             text => Some(text.parse().map_err(|_| {
@@ -538,7 +559,11 @@ impl Config {
             streams: file.streams.clone(),
             caches: file.caches.clone(),
             log: pick!(log, "info".to_string()),
-            worker_threads: cli.worker_threads.or(file.worker_threads),
+            worker_threads: cli
+                .worker_threads
+                .or(file.worker_threads)
+                .or((shards > 0).then_some(1)),
+            shards,
             busy_poll: pick!(busy_poll, false),
             allow_dev_on_network: pick!(allow_dev_on_network, false),
             cluster,
@@ -681,7 +706,14 @@ mod tests {
             )
         };
         let c = resolve(&[]).expect("valid");
-        assert_eq!((c.worker_threads, c.busy_poll), (None, false));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            (c.shards, c.worker_threads, c.busy_poll),
+            (cores, Some(1), false),
+            "a shard per core; one worker for timers and metrics"
+        );
+        let c = resolve(&["--shards", "0"]).expect("valid");
+        assert_eq!((c.shards, c.worker_threads), (0, None));
         let c = resolve(&["--worker-threads", "1", "--busy-poll"]).expect("valid");
         assert_eq!((c.worker_threads, c.busy_poll), (Some(1), true));
         let c = resolve(&["--busy-poll", "false"]).expect("valid");

@@ -41,7 +41,7 @@ use rustls::pki_types::CertificateDer;
 use crate::app::StartError;
 use crate::core::auth::Authenticator;
 use crate::core::{Core, CoreSettings};
-use crate::quic::{RunningBroker, ShellLimits};
+use crate::quic::{RunningBroker, Shards, ShellLimits};
 use crate::tls::{self, TransportSettings};
 
 /// How to start an embedded broker. Every field has a default
@@ -65,6 +65,10 @@ pub struct EmbeddedConfig {
     pub limits: ShellLimits,
     /// The QUIC transport. Default [`TransportSettings::default`].
     pub transport: TransportSettings,
+    /// Shard threads with their own endpoint on the shared port
+    /// ([`RunningBroker::start_sharded`]). Default none: the broker serves
+    /// on the caller's runtime.
+    pub shards: Shards,
 }
 
 impl Default for EmbeddedConfig {
@@ -81,6 +85,7 @@ impl Default for EmbeddedConfig {
                 ..limits
             },
             transport: TransportSettings::default(),
+            shards: Shards::default(),
         }
     }
 }
@@ -122,12 +127,19 @@ impl EmbeddedConfig {
             Some((core, cluster)) => (core, Some(cluster)),
             None => (Arc::new(Core::new(self.core, self.auth)), None),
         };
-        let broker = RunningBroker::start_clustered(self.addr, server, core, self.limits, cluster)
-            .map_err(|source| StartError::Bind {
-                what: "QUIC",
-                addr: self.addr,
-                source,
-            })?;
+        let broker = RunningBroker::start_sharded(
+            self.addr,
+            server,
+            core,
+            self.limits,
+            cluster,
+            self.shards,
+        )
+        .map_err(|source| StartError::Bind {
+            what: "QUIC",
+            addr: self.addr,
+            source,
+        })?;
         Ok(EmbeddedBroker {
             broker,
             cert_path: material.cert_path,

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.busy_poll {
+    // With shards, the shard threads poll (they serve the connections).
+    if config.busy_poll && config.shards == 0 {
         runtime::start_busy_polling(runtime.handle());
     }
     runtime.block_on(serve(config))
@@ -51,6 +52,7 @@ async fn serve(config: Config) -> ExitCode {
         %addr,
         auth = ?config.auth,
         workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        shards = config.shards,
         busy_poll = config.busy_poll,
         version = %env!("CARGO_PKG_VERSION"),
         "felix-broker serving felix-wire v1 over QUIC (no ALPN)"

@@ -628,3 +628,55 @@ async fn a_client_leaving_never_ends_another_clients_subscription_with_the_same_
         .expect("the staying client's subscription still delivers");
     assert_eq!(events[0].1, Bytes::from_static(b"after"));
 }
+
+/// Shards: two threads with their own endpoint on one port. Connections
+/// land on either; a publish on one fans out to subscribers on both, in
+/// order, and the drain ends every subscriber's stream cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_broker_fans_out_across_shards_and_drains() {
+    let mut config = felix_broker::embedded::EmbeddedConfig {
+        core: settings(),
+        shards: felix_broker::quic::Shards {
+            count: 2,
+            busy_poll: false,
+        },
+        ..Default::default()
+    };
+    config.limits.max_connections_per_source = 100;
+    let broker = config.start().expect("start");
+    let certs = broker.certificates().to_vec();
+    let addr = broker.local_addr();
+    // 16 connections from 16 ports: both shards get some (all on one
+    // would have a chance of 2^-15).
+    let mut peers = Vec::new();
+    let mut readers = Vec::new();
+    for id in 1..=16 {
+        let peer = Peer::connect(addr, &certs).await.expect("connect");
+        readers.push(subscribed(&peer, "orders", id, StartPosition::Latest).await);
+        peers.push(peer);
+    }
+    let mut c = peers[0].control("t1").await;
+    for i in 0..20 {
+        c.send(publish("orders", &format!("e{i}"), Some(i), None))
+            .await;
+        assert_eq!(
+            c.recv().await,
+            Frame::Json(Message::PublishOk(PublishOk { request_id: i }))
+        );
+    }
+    let want: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("e{i}"))).collect();
+    for r in &mut readers {
+        let got: Vec<Bytes> = read_events(r, 20)
+            .await
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(got, want);
+    }
+    tokio::time::timeout(Duration::from_secs(10), broker.shutdown())
+        .await
+        .expect("the drain finishes");
+    for r in &mut readers {
+        r.expect_end().await;
+    }
+}

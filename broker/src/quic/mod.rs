@@ -12,8 +12,11 @@
 
 mod budget;
 mod events;
+mod shards;
 mod socket;
 mod stream;
+
+pub use shards::Shards;
 
 pub(crate) use stream::wait_writable;
 
@@ -125,22 +128,28 @@ pub(crate) struct ConnectionContext {
 
 /// A broker serving on a bound endpoint.
 pub struct RunningBroker {
-    endpoint: quinn::Endpoint,
+    /// One endpoint, or one per shard (all on the same port).
+    endpoints: Vec<quinn::Endpoint>,
     core: Arc<Core>,
     tasks: TaskTracker,
     writers: TaskTracker,
-    accept: tokio::task::JoinHandle<()>,
+    accepts: Vec<tokio::task::JoinHandle<()>>,
     timers: tokio::task::JoinHandle<()>,
     limits: ShellLimits,
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The shard threads (none when serving on the caller's runtime).
+    shards: Vec<shards::ShardThread>,
 }
 
 impl Drop for RunningBroker {
     /// A broker dropped without [`RunningBroker::shutdown`] still stops
     /// its accept loop and its timer task, which hold the core.
     fn drop(&mut self) {
-        self.accept.abort();
+        for accept in &self.accepts {
+            accept.abort();
+        }
         self.timers.abort();
+        // Dropping a shard's handle tells its thread to stop.
     }
 }
 
@@ -165,6 +174,7 @@ impl RunningBroker {
 
     /// Binds `addr` and starts accepting; with `cluster`, requests the
     /// core forwards (its `clustered` flag set) go to NATS JetStream.
+    /// Serves on the caller's runtime (see [`RunningBroker::start_sharded`]).
     pub fn start_clustered(
         addr: SocketAddr,
         server_config: quinn::ServerConfig,
@@ -172,18 +182,36 @@ impl RunningBroker {
         limits: ShellLimits,
         cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> std::io::Result<Self> {
-        let endpoint = quinn::Endpoint::new(
-            crate::tls::endpoint_config(),
-            Some(server_config),
-            socket::bind(addr)?,
-            Arc::new(quinn::TokioRuntime),
-        )?;
+        Self::start_sharded(
+            addr,
+            server_config,
+            core,
+            limits,
+            cluster,
+            Shards::default(),
+        )
+    }
+
+    /// Like [`RunningBroker::start_clustered`], on `shards.count` threads
+    /// of their own (none: on the caller's runtime). Each shard thread
+    /// runs a single-threaded runtime with its own endpoint on the shared
+    /// port (`SO_REUSEPORT`); a connection and all its streams stay on the
+    /// shard the kernel gave it, so handing a request from packet to reply
+    /// never wakes another thread. The core, the budgets and the limits
+    /// are shared; the timer task stays on the caller's runtime.
+    pub fn start_sharded(
+        addr: SocketAddr,
+        server_config: quinn::ServerConfig,
+        core: Arc<Core>,
+        limits: ShellLimits,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+        shards: Shards,
+    ) -> std::io::Result<Self> {
         let tasks = TaskTracker::new();
         let writers = TaskTracker::new();
         let timer = Arc::new(tokio::sync::Notify::new());
         let timers = tokio::spawn(run_timers(core.clone(), timer.clone()));
-        let accept = tokio::spawn(accept_loop(
-            endpoint.clone(),
+        let accept = Arc::new(AcceptContext::new(
             core.clone(),
             tasks.clone(),
             writers.clone(),
@@ -191,23 +219,49 @@ impl RunningBroker {
             timer,
             cluster.clone(),
         ));
+        let mut endpoints = Vec::new();
+        let mut accepts = Vec::new();
+        let mut threads = Vec::new();
+        if shards.count == 0 {
+            let endpoint = new_endpoint(server_config, socket::bind(addr)?)?;
+            accepts.push(tokio::spawn(accept_loop(endpoint.clone(), accept)));
+            endpoints.push(endpoint);
+        } else {
+            for (i, udp) in socket::bind_shared(addr, shards.count)?
+                .into_iter()
+                .enumerate()
+            {
+                let (thread, endpoint, accept_task) = shards::ShardThread::start(
+                    i,
+                    shards.busy_poll,
+                    udp,
+                    server_config.clone(),
+                    accept.clone(),
+                )?;
+                threads.push(thread);
+                endpoints.push(endpoint);
+                accepts.push(accept_task);
+            }
+        }
         Ok(RunningBroker {
-            endpoint,
+            endpoints,
             core,
             tasks,
             writers,
-            accept,
+            accepts,
             timers,
             limits,
             cluster,
+            shards: threads,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.endpoints
+            .first()
+            .and_then(|e| e.local_addr().ok())
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The core (metrics, state).
@@ -218,9 +272,13 @@ impl RunningBroker {
     /// Graceful drain: stop accepting, flush pending events to subscriber
     /// queues, close the queues so writers send what is queued and finish
     /// their streams, wait (bounded), then close every connection.
-    pub async fn shutdown(self) {
-        self.accept.abort();
-        self.endpoint.set_server_config(None);
+    pub async fn shutdown(mut self) {
+        for accept in &self.accepts {
+            accept.abort();
+        }
+        for endpoint in &self.endpoints {
+            endpoint.set_server_config(None);
+        }
         // Refuse new publishes first, so everything acked is in the flush.
         self.core.pubsub.begin_drain();
         self.core.pubsub.flush_all();
@@ -236,11 +294,17 @@ impl RunningBroker {
         {
             tracing::warn!("drain timed out; closing connections with events still queued");
         }
-        self.endpoint
-            .close(CLOSE_SHUTDOWN.into(), b"broker shutting down");
+        for endpoint in &self.endpoints {
+            endpoint.close(CLOSE_SHUTDOWN.into(), b"broker shutting down");
+        }
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        for endpoint in &self.endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        }
+        for shard in std::mem::take(&mut self.shards) {
+            shard.stop().await;
+        }
     }
 }
 
@@ -297,21 +361,75 @@ async fn run_timers(core: Arc<Core>, rearm: Arc<tokio::sync::Notify>) {
     }
 }
 
-async fn accept_loop(
-    endpoint: quinn::Endpoint,
+/// What every shard's accept loop shares: the core, the task trackers,
+/// the limits and the broker-wide budgets.
+pub(crate) struct AcceptContext {
     core: Arc<Core>,
     tasks: TaskTracker,
     writers: TaskTracker,
-    limits: ShellLimits,
+    limits: Arc<ShellLimits>,
     timer: Arc<tokio::sync::Notify>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
-) {
-    let limits = Arc::new(limits);
-    let broker_budget = budget::ByteBudget::new(limits.receive_budget);
-    let broker_read_ahead = budget::ByteBudget::new(limits.receive_budget / 4);
-    // Bounded per connection; the broker-wide side is never the limit.
-    let broker_pre_auth = budget::ByteBudget::new(usize::MAX / 4);
-    let per_source = Arc::new(PerSource::default());
+    broker_budget: Arc<budget::ByteBudget>,
+    broker_read_ahead: Arc<budget::ByteBudget>,
+    broker_pre_auth: Arc<budget::ByteBudget>,
+    per_source: Arc<PerSource>,
+}
+
+impl AcceptContext {
+    fn new(
+        core: Arc<Core>,
+        tasks: TaskTracker,
+        writers: TaskTracker,
+        limits: ShellLimits,
+        timer: Arc<tokio::sync::Notify>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
+        let broker_budget = budget::ByteBudget::new(limits.receive_budget);
+        let broker_read_ahead = budget::ByteBudget::new(limits.receive_budget / 4);
+        AcceptContext {
+            core,
+            tasks,
+            writers,
+            limits: Arc::new(limits),
+            timer,
+            cluster,
+            broker_budget,
+            broker_read_ahead,
+            // Bounded per connection; the broker-wide side is never the limit.
+            broker_pre_auth: budget::ByteBudget::new(usize::MAX / 4),
+            per_source: Arc::new(PerSource::default()),
+        }
+    }
+}
+
+/// A quinn endpoint serving felix-wire on `socket`, driven by the current
+/// runtime.
+fn new_endpoint(
+    server_config: quinn::ServerConfig,
+    socket: std::net::UdpSocket,
+) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        crate::tls::endpoint_config(),
+        Some(server_config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<AcceptContext>) {
+    let AcceptContext {
+        core,
+        tasks,
+        writers,
+        limits,
+        timer,
+        cluster,
+        broker_budget,
+        broker_read_ahead,
+        broker_pre_auth,
+        per_source,
+    } = &*shared;
     while let Some(incoming) = endpoint.accept().await {
         let core = core.clone();
         let conn_tasks = tasks.clone();

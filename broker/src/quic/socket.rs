@@ -17,7 +17,28 @@ pub(crate) const BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds a UDP socket on `addr` with enlarged kernel buffers.
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    bind_with(addr, false)
+}
+
+/// Binds `n` UDP sockets on the same `addr` with `SO_REUSEPORT`: the
+/// kernel hashes each peer's address and port to one of them, so all of a
+/// connection's datagrams reach the same socket (the shard that accepted
+/// it). A port of 0 is chosen by the first bind and shared by the rest.
+pub(crate) fn bind_shared(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>> {
+    let first = bind_with(addr, true)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..n {
+        sockets.push(bind_with(addr, true)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     for (what, result) in [
         ("receive", socket.set_recv_buffer_size(BUFFER_BYTES)),
         ("send", socket.set_send_buffer_size(BUFFER_BYTES)),
@@ -46,6 +67,32 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_sockets_take_one_port_and_each_receives_some_peers() {
+        let sockets = bind_shared("127.0.0.1:0".parse().expect("literal"), 2).expect("bind");
+        let addr = sockets[0].local_addr().expect("addr");
+        assert_eq!(sockets[1].local_addr().expect("addr"), addr);
+        for s in &sockets {
+            s.set_nonblocking(true).expect("nonblocking");
+        }
+        // Peers on different ports hash to one socket or the other; over
+        // 64 of them both sockets get some (the chance of not: 2^-63).
+        let peers: Vec<UdpSocket> = (0..64)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("peer"))
+            .collect();
+        for p in &peers {
+            p.send_to(b"x", addr).expect("send");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut buf = [0u8; 8];
+        let counts: Vec<usize> = sockets
+            .iter()
+            .map(|s| std::iter::from_fn(|| s.recv(&mut buf).ok()).count())
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 64, "{counts:?}");
+        assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+    }
 
     #[test]
     fn binds_with_a_receive_buffer_larger_than_the_default_when_allowed() {
