@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use felix_broker::core::CoreSettings;
 use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
+use felix_broker::quic::Shards;
 use felix_broker::tls::TransportSettings;
 use felix_client::{ClientConfig, Trust};
 
@@ -38,6 +39,11 @@ pub(crate) fn embedded_config() -> EmbeddedConfig {
         transport: TransportSettings {
             max_streams_per_connection: MAX_BROKER_STREAMS,
             ..TransportSettings::default()
+        },
+        // Like the broker binary's default: a shard per core.
+        shards: Shards {
+            count: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            busy_poll: false,
         },
         ..EmbeddedConfig::default()
     };
