@@ -205,13 +205,25 @@ async fn stream_leader(nats: &NatsServer, stream: &str) -> String {
 }
 
 /// Reads `stream` from the start on `node` until the event carrying
-/// `last` arrives.
+/// `last` arrives. A subscribe refused while NATS settles (a consumer is
+/// made through the meta leader, which may itself be re-elected after
+/// the kill) is retried for up to 30 s, as an application would.
 async fn replay_until(node: &BrokerNode, stream: &str, last: &Bytes) -> Vec<(u64, Bytes)> {
     let c = client(&[node]).await;
-    let mut sub = c
-        .subscribe("default", stream, StartPosition::Earliest)
-        .await
-        .expect("subscribe from the start");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sub = loop {
+        match c
+            .subscribe("default", stream, StartPosition::Earliest)
+            .await
+        {
+            Ok(sub) => break sub,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("subscribe refused while NATS settles: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("subscribe from the start: {e}"),
+        }
+    };
     let mut out = Vec::new();
     loop {
         let event = next_event(&mut sub)
