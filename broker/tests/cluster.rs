@@ -385,6 +385,12 @@ async fn a_feed_stops_when_its_last_local_subscriber_leaves_and_restarts_on_the_
     let left = wait_for_consumers(&nats, "lively", 0).await;
     assert!(left.is_empty(), "consumers left on NATS: {left:?}");
     assert_eq!(feeds_of(&b), 0);
+    let subscribers = b
+        .core()
+        .metrics
+        .subscribers
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(subscribers, 0, "the subscribers gauge is back to 0");
 
     // Published while nobody on B listens: stored in JetStream only.
     publish_n(&pa, "lively", "l", 3..6).await;

@@ -141,7 +141,7 @@ impl Cluster {
             if !feed.task.is_finished() {
                 return Ok(feed.join());
             }
-            self.remove_feed(&mut feeds, key);
+            self.remove_feed(&mut feeds, key).await;
         }
         // The consumer starts right after the last sequence read here, and
         // local offsets continue from it: nothing stored after this read
@@ -206,7 +206,7 @@ impl Cluster {
             }
         }
         for key in &stop {
-            self.remove_feed(&mut feeds, key);
+            self.remove_feed(&mut feeds, key).await;
             tracing::debug!(stream = %key, "cluster feed stopped: no local subscriber");
         }
         stop.len()
@@ -217,14 +217,21 @@ impl Cluster {
         let mut feeds = self.feeds.lock().await;
         let keys: Vec<StreamKey> = feeds.keys().cloned().collect();
         for key in &keys {
-            self.remove_feed(&mut feeds, key);
+            self.remove_feed(&mut feeds, key).await;
         }
     }
 
-    /// Drops a feed (its task ends, its consumer is deleted) and tells the
-    /// core that nothing feeds the stream now.
-    fn remove_feed(&self, feeds: &mut Feeds, key: &StreamKey) {
-        if feeds.remove(key).is_some() {
+    /// Ends a feed (its task, then its consumer) and tells the core that
+    /// nothing feeds the stream now. The task is awaited before the core
+    /// hears of it: an aborted task still running on another worker could
+    /// otherwise inject after a new feed attached, and its events, ahead
+    /// of the new feed's, would look like a gap. The caller holds the
+    /// feeds lock, so no new feed starts meanwhile.
+    async fn remove_feed(&self, feeds: &mut Feeds, key: &StreamKey) {
+        if let Some(mut feed) = feeds.remove(key) {
+            feed.task.abort();
+            let _ = (&mut feed.task).await;
+            drop(feed);
             self.core.pubsub.detach_feed(key);
             self.core
                 .metrics
