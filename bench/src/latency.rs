@@ -4,12 +4,16 @@
 //! subscriber (sorted, index round((n-1)p)); throughput = messages / time
 //! to the last delivery at any subscriber; delivered msg/s across all
 //! subscribers over the same time; unaccounted = expected - delivered.
+//!
+//! `--sub-addr` puts the subscribers on another broker (another node of a
+//! cluster, docs/cluster.md) than the publisher's `--addr`: the latency
+//! then includes the trip through the cluster.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use felix_client::{Ack, Client, SubscriptionItem};
+use felix_client::{Ack, Client, ClientConfig, SubscriptionItem};
 use felix_wire::StartPosition;
 
 use crate::stats::{cpu_us_per, percentile, runtime_threads, Results};
@@ -44,6 +48,11 @@ pub(crate) struct LatencyArgs {
     /// Append each run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
+    /// Subscribe on this broker (host:port) instead of --addr: another node
+    /// of the publisher's cluster. Its certificate must be one --cert
+    /// trusts (a PEM file may hold several).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["embedded", "spawn_broker"])]
+    pub(crate) sub_addr: Option<std::net::SocketAddr>,
 }
 
 impl LatencyArgs {
@@ -98,6 +107,9 @@ pub(crate) struct LatencyReport {
     /// microseconds, over the whole run (warm-up and subscribing included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) broker_cpu_us_per_delivery: Option<f64>,
+    /// Where the subscribers were, when not on the publisher's broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sub_addr: Option<std::net::SocketAddr>,
 }
 
 fn now_ns() -> u128 {
@@ -141,8 +153,28 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         .max()
         .unwrap_or(1)
         .clamp(1, 8);
+    // With --sub-addr, a second client, for the subscribers only.
+    let sub_client = match args.sub_addr {
+        Some(addr) => {
+            let mut sub_config = ClientConfig::builder(addr, config.trust.clone())
+                .server_name(config.server_name.clone())
+                .credentials(config.tenant_id.clone(), config.token.clone())
+                .build();
+            sub_config.event_connections = config.event_connections;
+            Some(
+                Client::connect(sub_config)
+                    .await
+                    .map_err(|e| format!("--sub-addr {addr}: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+    let subscriber = sub_client.as_ref().unwrap_or(&client);
     let mut results = Results::open(&args.results)?;
+    if let Some(addr) = args.sub_addr {
+        println!("publishing on {}, subscribed on {addr}", connect.addr);
+    }
     println!(
         "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}{}",
         "fanout",
@@ -159,7 +191,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
     );
     for run in args.runs() {
         let cpu_before = target.cpu_time();
-        let mut r = latency(&client, &connect.namespace, &run).await?;
+        let mut r = latency(&client, subscriber, &connect.namespace, &run).await?;
         let delivered = ((run.warmup + run.total) * run.fanout.max(1)) as u64;
         r.broker_cpu_us_per_delivery = cpu_us_per(
             cpu_before,
@@ -184,14 +216,19 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         );
         results.append(&r);
     }
+    if let Some(c) = &sub_client {
+        c.close().await;
+    }
     client.close().await;
     target.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the latency workload once.
+/// Runs the latency workload once: `client` publishes, `subscriber`
+/// subscribes (the same client, or one on another node).
 async fn latency(
     client: &Client,
+    subscriber: &Client,
     namespace: &str,
     args: &LatencyArgs,
 ) -> Result<LatencyReport, String> {
@@ -199,7 +236,7 @@ async fn latency(
     let expected = args.warmup + args.total;
     let mut readers = Vec::new();
     for i in 0..args.fanout.max(1) {
-        let mut sub = client
+        let mut sub = subscriber
             .subscribe(namespace, &stream, StartPosition::Latest)
             .await
             .map_err(|e| e.to_string())?;
@@ -327,6 +364,7 @@ async fn latency(
         broker: "",
         broker_peak_rss_mib: None,
         broker_cpu_us_per_delivery: None,
+        sub_addr: args.sub_addr,
     })
 }
 
@@ -361,8 +399,11 @@ mod tests {
                 broker: BrokerArgs::default(),
                 all: false,
                 results: "unused.jsonl".into(),
+                sub_addr: None,
             };
-            let r = latency(&client, "default", &args).await.expect("runs");
+            let r = latency(&client, &client, "default", &args)
+                .await
+                .expect("runs");
             assert_eq!((r.fanout, r.total, r.unaccounted), (3, 40, 0), "{r:?}");
             assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us && r.p99_us <= r.p999_us);
             assert!(r.delivered_msgs_per_s >= r.publish_msgs_per_s, "{r:?}");

@@ -223,6 +223,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["latency", "--threads", "0"]).is_err());
+        match parse(&[
+            "latency",
+            "--addr",
+            "127.0.0.1:5001",
+            "--sub-addr",
+            "127.0.0.1:5002",
+        ])
+        .expect("parses")
+        .command
+        {
+            Command::Latency(a) => {
+                assert_eq!(a.sub_addr, Some("127.0.0.1:5002".parse().expect("addr")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&["latency", "--embedded", "--sub-addr", "127.0.0.1:5002"]).is_err(),
+            "a broker of its own has no other node"
+        );
     }
 
     #[test]

@@ -312,3 +312,100 @@ async fn nats_down_means_clear_errors_then_the_node_recovers_by_itself() {
     assert_eq!(&seen[..3], &expected("u", 0..3)[..]);
     assert_eq!(seen[3], (3, Bytes::from("back")));
 }
+
+/// Names of the consumers NATS holds on the JetStream stream behind felix
+/// stream `t1/default/{stream}` (the raw `$JS.API.CONSUMER.NAMES` reply).
+async fn consumers_on(nats: &NatsServer, stream: &str) -> Vec<String> {
+    let key = felix_broker::core::pubsub::StreamKey {
+        tenant: "t1".into(),
+        namespace: "default".into(),
+        stream: stream.into(),
+    };
+    let name = felix_broker::cluster::names::jetstream_stream_name("felix", &key);
+    let nc = async_nats::connect(nats.nodes[0].url())
+        .await
+        .expect("connect to NATS");
+    let reply = nc
+        .request(format!("$JS.API.CONSUMER.NAMES.{name}"), "".into())
+        .await
+        .expect("consumer names");
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+    assert!(v.get("error").is_none(), "{v}");
+    v["consumers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (up to 10 s) for `n` consumers on `stream`; returns the last list.
+async fn wait_for_consumers(nats: &NatsServer, stream: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = consumers_on(nats, stream).await;
+        if names.len() == n || std::time::Instant::now() >= deadline {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn feeds_of(broker: &EmbeddedBroker) -> u64 {
+    broker
+        .core()
+        .metrics
+        .cluster_feeds
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_feed_stops_when_its_last_local_subscriber_leaves_and_restarts_on_the_next() {
+    need_nats!();
+    let nats = NatsServer::single();
+    nats.wait_ready().await;
+    let (_a, pa) = node(cluster_settings(&nats, 1)).await;
+    let (b, pb) = node(cluster_settings(&nats, 1)).await;
+
+    // Two subscribers on B share B's one feed: one consumer on NATS.
+    let mut first = subscribed(&pb, "lively", 1, StartPosition::Latest).await;
+    let mut second = subscribed(&pb, "lively", 2, StartPosition::Latest).await;
+    assert_eq!(consumers_on(&nats, "lively").await.len(), 1);
+    assert_eq!(feeds_of(&b), 1);
+    publish_n(&pa, "lively", "l", 0..3).await;
+    assert_eq!(read_events(&mut first, 3).await, expected("l", 0..3));
+    assert_eq!(read_events(&mut second, 3).await, expected("l", 0..3));
+
+    // Both leave (their connection closes): the feed stops and its
+    // consumer is deleted on NATS.
+    pb.conn.close(0u32.into(), b"bye");
+    drop((first, second));
+    let left = wait_for_consumers(&nats, "lively", 0).await;
+    assert!(left.is_empty(), "consumers left on NATS: {left:?}");
+    assert_eq!(feeds_of(&b), 0);
+    let subscribers = b
+        .core()
+        .metrics
+        .subscribers
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(subscribers, 0, "the subscribers gauge is back to 0");
+
+    // Published while nobody on B listens: stored in JetStream only.
+    publish_n(&pa, "lively", "l", 3..6).await;
+
+    // The next subscriber on B restarts the feed: history from JetStream
+    // (the events B's old feed read and those it never saw), then live.
+    let pb2 = Peer::connect(b.local_addr(), b.certificates())
+        .await
+        .expect("connect again");
+    let mut again = subscribed(&pb2, "lively", 3, StartPosition::Offset(1)).await;
+    assert_eq!(feeds_of(&b), 1);
+    publish_n(&pa, "lively", "l", 6..8).await;
+    assert_eq!(read_events(&mut again, 7).await, expected("l", 1..8));
+    // Only the feed's consumer stays: the history reader's is deleted once
+    // the history is sent.
+    let names = wait_for_consumers(&nats, "lively", 1).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+}

@@ -96,6 +96,11 @@ enum Mode {
     },
     /// The live suite against a running broker.
     Broker(BrokerArgs),
+    /// Cross-node cases against brokers that serve as one cluster (run
+    /// `broker` against each node too): publish on A and subscribe on B,
+    /// resume on B from an offset read on A, cache put on A and get on B,
+    /// TTL expiry seen on every node.
+    Cluster(ClusterArgs),
     /// Client conformance: listen as a scripted broker and drive a client
     /// through the client driver protocol (docs/conformance.md).
     Client {
@@ -168,6 +173,52 @@ struct BrokerArgs {
     /// streams, which v1 allows).
     #[arg(long)]
     sends_offsets: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// A node's address; give two or more (`--addr A --addr B`). The first
+    /// publishes and writes, the others read.
+    #[arg(long = "addr", value_name = "ADDR", required = true)]
+    addrs: Vec<SocketAddr>,
+    /// TLS server name of every node.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// PEM certificate to trust, repeatable (each node may have its own;
+    /// every one given is trusted for every node).
+    #[arg(
+        long = "cert",
+        value_name = "PEM",
+        conflicts_with = "insecure",
+        required_unless_present = "insecure"
+    )]
+    certs: Vec<PathBuf>,
+    /// Accept any certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Tenant to authenticate as.
+    #[arg(long, default_value = "t1")]
+    tenant: String,
+    /// Token to authenticate with.
+    #[arg(long, default_value = "dev")]
+    token: String,
+    /// Namespace for every case.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// A stream that exists on every node; default: a fresh stream per case.
+    #[arg(long)]
+    stream: Option<String>,
+    /// A cache that exists on every node.
+    #[arg(long, default_value = "conformance")]
+    cache: String,
+}
+
+fn cluster_items(sel: &Selection) -> Vec<(String, Level, String)> {
+    live::cluster::all()
+        .iter()
+        .filter(|c| sel.selected(c.id))
+        .map(|c| (c.id.to_string(), c.level, c.about.to_string()))
+        .collect()
 }
 
 fn vectors_source(arg: Option<PathBuf>) -> vectors::Source {
@@ -493,6 +544,60 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
             }
             results
                 .extend(run::live_suite(cfg, case_timeout, &sel, |r| progress.case(out, r)).await);
+        }
+        Some(Mode::Cluster(c)) => {
+            if cli.list {
+                list(out, cli.format, cluster_items(&sel));
+                return Ok(true);
+            }
+            if c.addrs.len() < 2 {
+                return Err(format!(
+                    "cluster needs two or more --addr (the nodes to compare), got {}",
+                    c.addrs.len()
+                ));
+            }
+            descriptions.extend(cluster_items(&sel).into_iter().map(|(id, _, d)| (id, d)));
+            let trust = if c.insecure {
+                Trust::InsecureSkipVerify
+            } else {
+                felix_conformance::peer::trust_pem_files(&c.certs)?
+            };
+            let nodes: Vec<Target> = c
+                .addrs
+                .iter()
+                .map(|addr| Target {
+                    addr: *addr,
+                    server_name: c.server_name.clone(),
+                    trust: trust.clone(),
+                    tenant: c.tenant.clone(),
+                    token: c.token.clone(),
+                })
+                .collect();
+            let names: Vec<String> = c.addrs.iter().map(ToString::to_string).collect();
+            info.mode = "cluster".into();
+            info.target = Some(names.join(", "));
+            progress.phase(&format!(
+                "cluster: cross-node cases across {}",
+                names.join(", ")
+            ));
+            for node in &nodes {
+                live::preflight(node, timeout).await?;
+            }
+            let cfg = live::cluster::ClusterConfig {
+                live: LiveConfig {
+                    target: nodes[0].clone(),
+                    namespace: c.namespace,
+                    stream: c.stream,
+                    cache: c.cache,
+                    replay_capacity: None,
+                    sends_offsets: false,
+                    timeout,
+                },
+                nodes,
+            };
+            results.extend(
+                run::cluster_suite(cfg, case_timeout, &sel, |r| progress.case(out, r)).await,
+            );
         }
     }
     let ran: std::collections::BTreeSet<String> = results.iter().map(|r| r.id.clone()).collect();

@@ -21,6 +21,22 @@ pub fn trust_pem_file(path: &Path) -> Result<Trust, String> {
     Ok(Trust::CertificatePem(pem))
 }
 
+/// Loads several PEM files into one trust (the nodes of a cluster may each
+/// have their own certificate), each checked now.
+pub fn trust_pem_files(paths: &[std::path::PathBuf]) -> Result<Trust, String> {
+    let mut all = Vec::new();
+    for path in paths {
+        match trust_pem_file(path)? {
+            Trust::CertificatePem(pem) => {
+                all.extend_from_slice(&pem);
+                all.push(b'\n');
+            }
+            other => return Ok(other),
+        }
+    }
+    Ok(Trust::CertificatePem(all))
+}
+
 /// A quinn client configuration; `alpn` only to test that it is refused.
 pub fn client_config(trust: &Trust, alpn: Option<&[u8]>) -> Result<quinn::ClientConfig, String> {
     let mut tls = felix_client::tls::rustls_config(trust).map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::case::{self, CaseResult, ExpectedFailures, Level, Outcome};
+use crate::live::cluster::{self, ClusterConfig, ClusterCtx};
 use crate::live::{self, CaseError, Ctx, LiveConfig};
 
 /// Options every mode shares.
@@ -34,6 +35,20 @@ impl Selection {
     }
 }
 
+/// A case's outcome, or its timeout.
+fn outcome(
+    result: Result<Result<(), CaseError>, tokio::time::error::Elapsed>,
+    case_timeout: Duration,
+) -> Outcome {
+    match result {
+        Ok(Ok(())) => Outcome::Pass,
+        Ok(Err(CaseError::Fail(why))) => Outcome::Fail(why),
+        Ok(Err(CaseError::Skip(why))) => Outcome::Skipped(why),
+        Ok(Err(CaseError::Unsupported(why))) => Outcome::Unsupported(why),
+        Err(_) => Outcome::Timeout(case_timeout),
+    }
+}
+
 /// Runs the live suite in the order of [`live::all`] (destructive cases
 /// last); `progress` is told about each finished case.
 pub async fn live_suite(
@@ -49,13 +64,36 @@ pub async fn live_suite(
             continue;
         }
         let t0 = Instant::now();
-        let outcome = match tokio::time::timeout(case_timeout, (c.run)(&ctx)).await {
-            Ok(Ok(())) => Outcome::Pass,
-            Ok(Err(CaseError::Fail(why))) => Outcome::Fail(why),
-            Ok(Err(CaseError::Skip(why))) => Outcome::Skipped(why),
-            Ok(Err(CaseError::Unsupported(why))) => Outcome::Unsupported(why),
-            Err(_) => Outcome::Timeout(case_timeout),
-        };
+        let outcome = outcome(
+            tokio::time::timeout(case_timeout, (c.run)(&ctx)).await,
+            case_timeout,
+        );
+        let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());
+        progress(&r);
+        out.push(r);
+    }
+    out
+}
+
+/// Runs the cross-node cases of [`cluster::all`] across `cfg.nodes`;
+/// `progress` is told about each finished case.
+pub async fn cluster_suite(
+    cfg: ClusterConfig,
+    case_timeout: Duration,
+    sel: &Selection,
+    mut progress: impl FnMut(&CaseResult),
+) -> Vec<CaseResult> {
+    let ctx = ClusterCtx::new(cfg);
+    let mut out = Vec::new();
+    for c in cluster::all() {
+        if !sel.selected(c.id) {
+            continue;
+        }
+        let t0 = Instant::now();
+        let outcome = outcome(
+            tokio::time::timeout(case_timeout, (c.run)(&ctx)).await,
+            case_timeout,
+        );
         let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());
         progress(&r);
         out.push(r);

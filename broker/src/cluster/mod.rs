@@ -6,8 +6,9 @@
 //!
 //! - [`names`]: felix names hashed into NATS names (no injection);
 //! - [`streams`]: publish (acked once JetStream stored it), subscribe
-//!   (start resolved against the JetStream stream, history read from it),
-//!   and one feed per (node, stream with local subscribers);
+//!   (start resolved against the JetStream stream, history read from it);
+//! - [`feed`]: one feed per (node, stream with local subscribers),
+//!   stopped when the last local subscriber leaves;
 //! - [`cache`]: the cache in one KV bucket, per-entry TTLs kept in the
 //!   value.
 //!
@@ -17,6 +18,7 @@
 //! See docs/cluster.md.
 
 pub mod cache;
+pub mod feed;
 pub mod names;
 pub mod streams;
 
@@ -126,7 +128,9 @@ pub struct Cluster {
     /// JetStream streams this node made or found, by felix stream.
     streams: tokio::sync::Mutex<HashMap<StreamKey, jetstream::stream::Stream>>,
     /// Running feeds, by felix stream.
-    feeds: tokio::sync::Mutex<HashMap<StreamKey, tokio::task::JoinHandle<()>>>,
+    feeds: tokio::sync::Mutex<feed::Feeds>,
+    /// Stops feeds nobody reads ([`feed::spawn_sweeper`]).
+    sweeper: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     /// The cache bucket, once made or found.
     kv: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
@@ -193,15 +197,18 @@ impl Cluster {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(settings.timeout);
         tracing::info!(urls = ?settings.urls, replicas = settings.replicas, prefix = %settings.prefix, "cluster mode on NATS JetStream");
-        Ok(Arc::new(Cluster {
+        let cluster = Arc::new(Cluster {
             client,
             js,
             settings,
             core,
             streams: Default::default(),
             feeds: Default::default(),
+            sweeper: Default::default(),
             kv: Default::default(),
-        }))
+        });
+        let _ = cluster.sweeper.set(feed::spawn_sweeper(&cluster));
+        Ok(cluster)
     }
 
     /// Fails fast while disconnected: a request then gets its error at
@@ -232,15 +239,11 @@ impl Cluster {
         e.into()
     }
 
-    /// Stops every feed (drain).
+    /// Stops every feed (drain) and the sweeper.
     pub async fn shutdown(&self) {
-        for (key, task) in self.feeds.lock().await.drain() {
-            task.abort();
-            self.core.pubsub.detach_feed(&key);
+        if let Some(sweeper) = self.sweeper.get() {
+            sweeper.abort();
         }
-        self.core
-            .metrics
-            .cluster_feeds
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.stop_feeds().await;
     }
 }

@@ -61,6 +61,13 @@ pub(crate) fn stream_names(prefix: &str, key: &StreamKey) -> StreamNames {
     }
 }
 
+/// The name of the JetStream stream that backs felix stream `key` under
+/// `prefix` (`{prefix}_S_{hash}`): for operators and tests that look at
+/// a stream with NATS's own tools (`nats stream info NAME`).
+pub fn jetstream_stream_name(prefix: &str, key: &StreamKey) -> String {
+    stream_names(prefix, key).stream
+}
+
 /// The KV bucket of the cache: one for all tenants, with scoped keys.
 pub(crate) fn cache_bucket(prefix: &str) -> String {
     format!("{prefix}_cache")

@@ -9,31 +9,27 @@
 //!   ack goes out only after JetStream acked all of them (stored with the
 //!   configured replicas).
 //! - Feed: the first local subscriber of a stream starts the node's one
-//!   ordered push consumer for it, at the sequence after the stream's last
-//!   one; what it reads is injected into the core's encode-once fan-out.
-//!   Never one consumer per subscriber.
+//!   consumer for it ([`super::feed`]); the last one leaving stops it.
 //! - Subscribe: the start is resolved against the JetStream stream's
 //!   first and last sequence (`too_old`, `in_future`); history older than
 //!   the node's replay ring is read from JetStream by a short-lived
-//!   ordered consumer, then the ring's part, then live: no gap, no
-//!   duplicate, on any node.
+//!   ordered consumer (deleted once read), then the ring's part, then
+//!   live: no gap, no duplicate, on any node.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 
 use async_nats::jetstream::consumer::push::{Ordered, OrderedConfig};
 use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::{self, Stream};
 
+use super::feed::ConsumerCleanup;
 use super::names::stream_names;
 use super::{Cluster, ClusterError};
 use crate::core::forward::{BackplaneError, ClusterSubscribe};
 use crate::core::pubsub::{StreamKey, SubscribeError, Subscription};
-use crate::quic::wait_writable;
 use felix_wire::StartPosition;
 
 /// Why a cluster subscribe was refused.
@@ -49,6 +45,8 @@ pub enum SubscribeFailure {
 /// offsets `from..until`, read by one short-lived ordered consumer.
 pub struct History {
     messages: Option<Ordered>,
+    /// Deletes the consumer once read (after `messages` is dropped).
+    cleanup: Option<ConsumerCleanup>,
     /// A message read past a gap, kept for the next batch.
     stash: Option<async_nats::jetstream::Message>,
     id: u64,
@@ -86,6 +84,7 @@ impl History {
     pub async fn next_batch(&mut self) -> Result<Option<HistoryBatch>, ClusterError> {
         if self.next >= self.until {
             self.messages = None;
+            self.cleanup = None;
             return Ok(None);
         }
         let Some(messages) = self.messages.as_mut() else {
@@ -145,6 +144,21 @@ impl History {
             events,
             skipped,
         }))
+    }
+}
+
+/// A failed JetStream ack, said in felix terms.
+fn ack_error(e: async_nats::jetstream::context::PublishError) -> ClusterError {
+    use async_nats::jetstream::context::PublishErrorKind;
+    match e.kind() {
+        // NATS's "no responders": nobody stores the stream right now.
+        // async-nats calls it "no stream found", which misleads during
+        // the election that follows a NATS node's death.
+        PublishErrorKind::StreamNotFound => ClusterError::js(
+            "waiting for JetStream's ack",
+            "no JetStream server answered for the stream (a leader election after a NATS node failed, or the stream was deleted)",
+        ),
+        _ => ClusterError::js("waiting for JetStream's ack", e),
     }
 }
 
@@ -220,9 +234,7 @@ impl Cluster {
         }
         let mut first = None;
         for ack in acks {
-            let ack = ack
-                .await
-                .map_err(|e| ClusterError::js("waiting for JetStream's ack", e))?;
+            let ack = ack.await.map_err(ack_error)?;
             first.get_or_insert(ack.sequence.saturating_sub(1));
         }
         Ok(first.unwrap_or(0))
@@ -259,41 +271,47 @@ impl Cluster {
             }
             StartPosition::Offset(n) => Some(n),
         };
-        self.ensure_feed(&req.key, &stream).await.map_err(cluster)?;
+        // Held until the subscriber is registered: the feed is not
+        // stopped under this subscribe.
+        let mut joining = self.join_feed(&req.key, &stream).await.map_err(cluster)?;
         let pubsub = &self.core.pubsub;
-        let local_tail = || pubsub.offsets(&req.key).map_or(0, |(tail, _)| tail);
         let from = match from {
             Some(n) => {
                 // The feed may not have read up to `n` yet: wait for it,
                 // so live events start exactly at the subscriber's start.
-                let deadline = Instant::now() + self.settings.timeout;
-                while local_tail() < n {
-                    if Instant::now() >= deadline {
-                        return Err(cluster(ClusterError::js(
-                            "subscribing",
-                            "this node's feed is behind the stream",
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                let reached = tokio::time::timeout(
+                    self.settings.timeout,
+                    joining.tail.wait_for(|tail| *tail >= n),
+                )
+                .await;
+                if !matches!(reached, Ok(Ok(_))) {
+                    return Err(cluster(ClusterError::js(
+                        "subscribing",
+                        "this node's feed is behind the stream",
+                    )));
                 }
                 n
             }
-            None => local_tail(),
+            None => pubsub.offsets(&req.key).map_or(0, |(tail, _)| tail),
         };
         let (sub, ring_from) = pubsub
             .subscribe_from(&req.key, req.id, from, req.offsets)
             .map_err(SubscribeFailure::Refused)?;
+        drop(joining);
         if from >= ring_from {
             return Ok((sub, None));
         }
         let messages = match self.ordered(&stream, from + 1).await {
-            Ok(c) => c
-                .messages()
-                .await
-                .map_err(|e| ClusterError::js("reading history", e)),
+            Ok(c) => {
+                let cleanup = ConsumerCleanup::new(stream.clone(), c.cached_info().name.clone());
+                c.messages()
+                    .await
+                    .map(|m| (m, cleanup))
+                    .map_err(|e| ClusterError::js("reading history", e))
+            }
             Err(e) => Err(e),
         };
-        let messages = match messages {
+        let (messages, cleanup) = match messages {
             Ok(m) => m,
             Err(e) => {
                 pubsub.unsubscribe(&sub);
@@ -305,6 +323,7 @@ impl Cluster {
             sub,
             Some(History {
                 messages: Some(messages),
+                cleanup: Some(cleanup),
                 stash: None,
                 id: req.id,
                 offsets: req.offsets,
@@ -319,7 +338,7 @@ impl Cluster {
 
     /// An ordered push consumer from stream sequence `start` (its client
     /// side re-creates it after a gap or a reconnect, in order).
-    async fn ordered(
+    pub(crate) async fn ordered(
         &self,
         stream: &Stream,
         start: u64,
@@ -334,103 +353,5 @@ impl Cluster {
             })
             .await
             .map_err(|e| ClusterError::js("creating a consumer", e))
-    }
-
-    /// Starts the node's feed for `key` unless it runs.
-    async fn ensure_feed(&self, key: &StreamKey, stream: &Stream) -> Result<(), ClusterError> {
-        let mut feeds = self.feeds.lock().await;
-        if let Some(task) = feeds.get(key) {
-            if !task.is_finished() {
-                return Ok(());
-            }
-            feeds.remove(key);
-            self.core.pubsub.detach_feed(key);
-            self.core
-                .metrics
-                .cluster_feeds
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        // The consumer starts right after the last sequence read here, and
-        // local offsets continue from it: nothing stored after this read
-        // is missed, nothing before it is fed twice.
-        let info = stream
-            .get_info()
-            .await
-            .map_err(|e| ClusterError::js("reading the stream's state", e))?;
-        let last = info.state.last_sequence;
-        let consumer = self.ordered(stream, last + 1).await?;
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| ClusterError::js("starting the feed", e))?;
-        self.core
-            .pubsub
-            .attach_feed(key, last)
-            .map_err(|e| ClusterError::js("starting the feed", e))?;
-        let task = tokio::spawn(feed(self.core.clone(), key.clone(), messages));
-        feeds.insert(key.clone(), task);
-        self.core
-            .metrics
-            .cluster_feeds
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(stream = %key, from = last + 1, "cluster feed started");
-        Ok(())
-    }
-}
-
-/// Reads the node's consumer for one stream and fans out what arrives:
-/// whatever is already buffered goes out as one batch (up to the batch
-/// limit), so a burst is encoded once per batch, as on one node.
-async fn feed(core: Arc<crate::core::Core>, key: StreamKey, mut messages: Ordered) {
-    let max_events = core.settings.batch_max_events.max(1);
-    let max_bytes = core.settings.batch_max_bytes;
-    loop {
-        let first = match messages.next().await {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                // The ordered consumer recovers from gaps and reconnects
-                // itself; what reaches here is worth a log line only.
-                tracing::warn!(stream = %key, error = %e, "cluster feed");
-                continue;
-            }
-            None => break,
-        };
-        let mut batch = vec![first];
-        let mut bytes = batch[0].payload.len();
-        while batch.len() < max_events && bytes < max_bytes {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(m))) => {
-                    bytes += m.payload.len();
-                    batch.push(m);
-                }
-                _ => break,
-            }
-        }
-        // Runs of consecutive sequences (a stream has one subject, so a
-        // gap only follows retention).
-        let mut run: Vec<Bytes> = Vec::new();
-        let mut run_start = 0;
-        for m in batch {
-            let Ok(info) = m.info() else { continue };
-            let offset = info.stream_sequence.saturating_sub(1);
-            if !run.is_empty() && offset != run_start + run.len() as u64 {
-                inject(&core, &key, run_start, std::mem::take(&mut run)).await;
-            }
-            if run.is_empty() {
-                run_start = offset;
-            }
-            run.push(m.payload.clone());
-        }
-        if !run.is_empty() {
-            inject(&core, &key, run_start, run).await;
-        }
-    }
-    core.pubsub.detach_feed(&key);
-    tracing::info!(stream = %key, "cluster feed ended");
-}
-
-async fn inject(core: &crate::core::Core, key: &StreamKey, first: u64, payloads: Vec<Bytes>) {
-    for queue in core.pubsub.inject(key, first, payloads, Instant::now()) {
-        wait_writable(core, &queue).await;
     }
 }

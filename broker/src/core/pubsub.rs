@@ -931,12 +931,15 @@ impl PubSub {
     }
 
     /// Whether any live subscriber remains on a stream (cluster mode stops
-    /// a feed nobody reads).
+    /// a feed nobody reads). Reads only: a closed subscriber stays listed
+    /// until its writer unsubscribes it, which also counts it out of the
+    /// `subscribers` gauge.
     pub fn has_subscribers(&self, key: &StreamKey) -> bool {
         self.existing(key).is_some_and(|stream| {
-            let mut s = lock(&stream);
-            s.subscribers.retain(|sub| !sub.queue.is_closed());
-            !s.subscribers.is_empty()
+            lock(&stream)
+                .subscribers
+                .iter()
+                .any(|sub| !sub.queue.is_closed())
         })
     }
 

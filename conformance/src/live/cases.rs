@@ -349,14 +349,14 @@ async fn pubsub_same_id_other_client(ctx: &Ctx) -> Result<(), String> {
 /// offsets on live batches: an acked marker makes sure the stream exists,
 /// then a `subscribe` from [`PROBE_OFFSET`] must be refused `in_future`
 /// with `available` = the tail.
-async fn tail(ctx: &Ctx, peer: &Peer, stream: &str) -> Result<u64, String> {
+pub(super) async fn tail(ctx: &Ctx, peer: &Peer, stream: &str) -> Result<u64, String> {
     let mut c = peer.control().await?;
     publish_acked(ctx, &mut c, stream, "marker", 1).await?;
     probe_tail(ctx, peer, stream).await
 }
 
 /// The `in_future` probe alone.
-async fn probe_tail(ctx: &Ctx, peer: &Peer, stream: &str) -> Result<u64, String> {
+pub(super) async fn probe_tail(ctx: &Ctx, peer: &Peer, stream: &str) -> Result<u64, String> {
     match cursor_error(ctx, peer, stream, PROBE_OFFSET).await {
         Ok((CursorErrorReason::InFuture, requested, available)) if requested == PROBE_OFFSET => {
             Ok(available)
@@ -509,7 +509,7 @@ async fn pubsub_start_offset(ctx: &Ctx) -> Result<(), CaseError> {
         .map_err(|e| format!("an offset equal to the tail must be accepted: {e}").into())
 }
 
-async fn cursor_error(
+pub(super) async fn cursor_error(
     ctx: &Ctx,
     peer: &Peer,
     stream: &str,
@@ -594,7 +594,7 @@ async fn pubsub_too_old(ctx: &Ctx) -> Result<(), CaseError> {
     Ok(())
 }
 
-fn put(
+pub(super) fn put(
     ctx: &Ctx,
     peer: &Peer,
     key: &str,
@@ -613,7 +613,7 @@ fn put(
     })
 }
 
-fn get(ctx: &Ctx, peer: &Peer, key: &str, request_id: Option<u64>) -> Message {
+pub(super) fn get(ctx: &Ctx, peer: &Peer, key: &str, request_id: Option<u64>) -> Message {
     Message::from(CacheGet {
         tenant_id: peer.tenant().into(),
         namespace: ctx.cfg.namespace.clone(),
@@ -623,7 +623,7 @@ fn get(ctx: &Ctx, peer: &Peer, key: &str, request_id: Option<u64>) -> Message {
     })
 }
 
-async fn expect_value(
+pub(super) async fn expect_value(
     c: &mut Stream,
     request_id: Option<u64>,
     value: Option<&str>,
@@ -641,7 +641,7 @@ async fn expect_value(
     }
 }
 
-async fn expect_cache_ok(c: &mut Stream, request_id: u64) -> Result<(), String> {
+pub(super) async fn expect_cache_ok(c: &mut Stream, request_id: u64) -> Result<(), String> {
     match c.recv().await? {
         Frame::Json(Message::CacheOk(o)) if o.request_id == request_id => Ok(()),
         other => Err(format!(
@@ -651,7 +651,7 @@ async fn expect_cache_ok(c: &mut Stream, request_id: u64) -> Result<(), String> 
     }
 }
 
-fn key(ctx: &Ctx, name: &str) -> String {
+pub(super) fn key(ctx: &Ctx, name: &str) -> String {
     format!("{}-{name}", ctx.stream("key"))
 }
 

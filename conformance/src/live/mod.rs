@@ -18,8 +18,12 @@
 //!   history ([`LiveConfig::replay_capacity`]).
 //! - Destructive cases (ones that may stop a broker from accepting, such as
 //!   a handshake offering ALPN against Felix) run after all others.
+//!
+//! [`cluster`] holds the cross-node cases for brokers that serve as one
+//! cluster (`felix-conformance cluster --addr A --addr B`).
 
 mod cases;
+pub mod cluster;
 
 use std::future::Future;
 use std::pin::Pin;
