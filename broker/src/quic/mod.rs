@@ -207,30 +207,34 @@ impl RunningBroker {
         cluster: Option<Arc<crate::cluster::Cluster>>,
         shards: Shards,
     ) -> std::io::Result<Self> {
+        // Bound first: a taken port must not leave a timer task behind.
+        let sockets = if shards.count == 0 {
+            vec![socket::bind(addr)?]
+        } else {
+            socket::bind_shared(addr, shards.count)?
+        };
         let tasks = TaskTracker::new();
         let writers = TaskTracker::new();
         let timer = Arc::new(tokio::sync::Notify::new());
-        let timers = tokio::spawn(run_timers(core.clone(), timer.clone()));
         let accept = Arc::new(AcceptContext::new(
             core.clone(),
             tasks.clone(),
             writers.clone(),
             limits.clone(),
-            timer,
+            timer.clone(),
             cluster.clone(),
         ));
         let mut endpoints = Vec::new();
         let mut accepts = Vec::new();
         let mut threads = Vec::new();
-        if shards.count == 0 {
-            let endpoint = new_endpoint(server_config, socket::bind(addr)?)?;
-            accepts.push(tokio::spawn(accept_loop(endpoint.clone(), accept)));
-            endpoints.push(endpoint);
-        } else {
-            for (i, udp) in socket::bind_shared(addr, shards.count)?
-                .into_iter()
-                .enumerate()
-            {
+        for (i, udp) in sockets.into_iter().enumerate() {
+            if shards.count == 0 {
+                let endpoint = new_endpoint(server_config.clone(), udp)?;
+                accepts.push(tokio::spawn(accept_loop(endpoint.clone(), accept.clone())));
+                endpoints.push(endpoint);
+            } else {
+                // On an error, shards already started stop as their
+                // handles drop.
                 let (thread, endpoint, accept_task) = shards::ShardThread::start(
                     i,
                     shards.busy_poll,
@@ -243,6 +247,7 @@ impl RunningBroker {
                 accepts.push(accept_task);
             }
         }
+        let timers = tokio::spawn(run_timers(core.clone(), timer));
         Ok(RunningBroker {
             endpoints,
             core,

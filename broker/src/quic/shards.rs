@@ -47,8 +47,17 @@ impl ShardThread {
         // The endpoint's driver and the accept loop are spawned on the
         // shard's runtime, which starts running them once its thread does.
         let (endpoint, accept_task) = {
-            let _guard = runtime.enter();
-            let endpoint = new_endpoint(server_config, socket)?;
+            let guard = runtime.enter();
+            let endpoint = match new_endpoint(server_config, socket) {
+                Ok(e) => e,
+                Err(e) => {
+                    drop(guard);
+                    // Dropping a runtime inside the caller's async context
+                    // would panic; this one never ran anything.
+                    runtime.shutdown_background();
+                    return Err(e);
+                }
+            };
             let task = tokio::spawn(accept_loop(endpoint.clone(), accept));
             if busy_poll {
                 tokio::spawn(async {
@@ -60,13 +69,29 @@ impl ShardThread {
             (endpoint, task)
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
+        // The runtime goes to the thread, which drops it outside any async
+        // context; if the thread cannot start, it comes back here.
+        let runtime = Arc::new(std::sync::Mutex::new(Some(runtime)));
+        let for_thread = runtime.clone();
+        let spawned = std::thread::Builder::new()
             .name(format!("felix-shard-{index}"))
             .spawn(move || {
-                // Either a stop or a dropped handle ends the shard; its
-                // remaining tasks are dropped with the runtime.
-                let _ = runtime.block_on(stopped);
-            })?;
+                let runtime = for_thread.lock().ok().and_then(|mut r| r.take());
+                if let Some(runtime) = runtime {
+                    // Either a stop or a dropped handle ends the shard; its
+                    // remaining tasks are dropped with the runtime.
+                    let _ = runtime.block_on(stopped);
+                }
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(rt) = runtime.lock().ok().and_then(|mut r| r.take()) {
+                    rt.shutdown_background();
+                }
+                return Err(e);
+            }
+        };
         Ok((
             ShardThread {
                 stop: Some(stop),
