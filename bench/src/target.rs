@@ -176,11 +176,16 @@ pub(crate) struct BrokerArgs {
     #[arg(long, conflicts_with = "embedded")]
     pub(crate) spawn_broker: bool,
     /// Runtime worker threads of this process, which an --embedded broker
-    /// shares, and shards (serving threads) of a --spawn-broker broker
-    /// (default: one per core). With 1, the client and an embedded broker
-    /// hand work over on one thread and never pay a cross-thread wake-up.
+    /// with --shards 0 shares (default: one per core). With 1 and --shards
+    /// 0, the client and an embedded broker hand work over on one thread
+    /// and never pay a cross-thread wake-up.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub(crate) threads: Option<u16>,
+    /// Shards (serving threads with their own runtime and endpoint) of an
+    /// --embedded or --spawn-broker broker; 0 serves on the runtime's
+    /// workers (default: one per core, the broker's default).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub(crate) shards: Option<u16>,
     /// Idle worker threads keep polling instead of sleeping, in this
     /// process and in a --spawn-broker broker (its --busy-poll): no wait
     /// for a sleeping thread to wake, every core busy all the time.
@@ -193,6 +198,9 @@ impl BrokerArgs {
     fn runtime_flags(&self) -> Vec<String> {
         let mut flags = Vec::new();
         if let Some(n) = self.threads {
+            flags.extend(["--worker-threads".to_string(), n.to_string()]);
+        }
+        if let Some(n) = self.shards {
             flags.extend(["--shards".to_string(), n.to_string()]);
         }
         if self.busy_poll {
@@ -227,7 +235,12 @@ impl Target {
         args: &BrokerArgs,
     ) -> Result<(Target, ClientConfig), String> {
         if args.embedded {
-            let broker = embedded_config()
+            let mut config = embedded_config();
+            if let Some(n) = args.shards {
+                config.shards.count = usize::from(n);
+            }
+            config.shards.busy_poll = args.busy_poll;
+            let broker = config
                 .start()
                 .map_err(|e| format!("starting the embedded broker: {e}"))?;
             let config = connect.local(broker.local_addr(), broker.cert_path().to_path_buf());
