@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use felix_client::{Ack, Client, SubscriptionItem};
 use felix_wire::StartPosition;
 
-use crate::stats::{percentile, runtime_threads, Results};
+use crate::stats::{percentile, runtime_threads, Results, Table};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// One latency run's parameters.
@@ -44,6 +44,10 @@ pub(crate) struct LatencyArgs {
     /// Append each run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
+    /// Print each run's figures as a JSON line on standard output (the
+    /// line --results appends) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 impl LatencyArgs {
@@ -139,7 +143,8 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         .clamp(1, 8);
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     let mut results = Results::open(&args.results)?;
-    println!(
+    let table = Table::new(args.json);
+    table.header(format_args!(
         "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}{}",
         "fanout",
         "batch",
@@ -152,24 +157,27 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         "delivered msg/s",
         "unaccounted",
         target.rss_header()
-    );
+    ));
     for run in args.runs() {
         let mut r = latency(&client, &connect.namespace, &run).await?;
         r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
         r.broker = target.name();
-        println!(
-            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
-            r.fanout,
-            r.batch,
-            r.payload,
-            if r.binary { "binary" } else { "acked" },
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.publish_msgs_per_s,
-            r.delivered_msgs_per_s,
-            r.unaccounted,
-            target.rss_cell(r.broker_peak_rss_mib)
+        table.row(
+            &r,
+            format_args!(
+                "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
+                r.fanout,
+                r.batch,
+                r.payload,
+                if r.binary { "binary" } else { "acked" },
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.publish_msgs_per_s,
+                r.delivered_msgs_per_s,
+                r.unaccounted,
+                target.rss_cell(r.broker_peak_rss_mib)
+            ),
         );
         results.append(&r);
     }
@@ -349,6 +357,7 @@ mod tests {
                 broker: BrokerArgs::default(),
                 all: false,
                 results: "unused.jsonl".into(),
+                json: false,
             };
             let r = latency(&client, "default", &args).await.expect("runs");
             assert_eq!((r.fanout, r.total, r.unaccounted), (3, 40, 0), "{r:?}");
