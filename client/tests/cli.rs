@@ -233,7 +233,9 @@ async fn sub_gives_the_brokers_reason_when_it_cannot_subscribe() {
     let o = felix(args(&by_name(&b), &["sub", "empty", "--start", "100"]), b"").await;
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("offset 100 is in the future"),
+        stderr(&o).contains(
+            "the subscription to empty failed after 0 event(s): offset 100 is in the future"
+        ),
         "{}",
         stderr(&o)
     );

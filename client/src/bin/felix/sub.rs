@@ -78,7 +78,12 @@ pub(crate) async fn run(
     output: Output,
     failover: bool,
 ) -> Result<End, ClientError> {
-    let mut sub = client.subscribe(namespace, stream, start).await?;
+    let mut sub = match client.subscribe(namespace, stream, start).await {
+        Ok(sub) => sub,
+        // Refused (a cursor error, an `error` frame) or never confirmed:
+        // said the same way as a subscription that fails later.
+        Err(e) => return Ok(End::Failed(0, e)),
+    };
     eprintln!("felix: subscribed to {stream}, {}", describe_start(start));
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
