@@ -310,6 +310,31 @@ async fn another_certificate_gets_a_hint_naming_cert() {
 }
 
 #[test]
+fn a_missing_file_is_reported_before_connecting() {
+    // Nothing listens on port 1: had it connected first, the error would
+    // be about the broker.
+    let o = std::process::Command::new(FELIX)
+        .args([
+            "--addr",
+            "127.0.0.1:1",
+            "--insecure",
+            "pub",
+            "s",
+            "--file",
+            "/no/such/payload.bin",
+        ])
+        .output()
+        .expect("run felix");
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("felix: --file /no/such/payload.bin: "),
+        "{err}"
+    );
+    assert!(!err.contains("cannot connect"), "{err}");
+}
+
+#[test]
 fn completions_for_bash_zsh_and_fish_need_no_broker() {
     for (shell, marker) in [
         ("bash", "complete -F _felix"),

@@ -87,21 +87,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         print_completions(shell);
         return Ok(ExitCode::SUCCESS);
     }
+    // `pub`'s payloads before connecting: a missing --file is reported
+    // without a broker, and a broker is not kept waiting on standard input.
+    let mut payloads = match &cli.command {
+        Command::Pub {
+            messages,
+            file,
+            stdin,
+            ..
+        } => payloads::Source::from_args(messages.clone(), file.clone(), *stdin)
+            .read(std::io::stdin().lock())?,
+        _ => Vec::new(),
+    };
     let client = connect(&cli).await?;
     let ns = cli.namespace.as_str();
     let err = |e: ClientError| explain(&e, &cli);
     let mut out = std::io::stdout().lock();
     let code = match &cli.command {
         Command::Pub {
-            stream,
-            messages,
-            file,
-            stdin,
-            ack,
-            batch,
+            stream, ack, batch, ..
         } => {
-            let source = payloads::Source::from_args(messages.clone(), file.clone(), *stdin);
-            let payloads = source.read(std::io::stdin().lock())?;
+            let payloads = std::mem::take(&mut payloads);
             let ack = (*ack).into();
             let n = payloads.len();
             if *batch {
