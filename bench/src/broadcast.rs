@@ -25,7 +25,7 @@ use felix_client::{Ack, Client, ClientConfig, Subscription, SubscriptionItem};
 use felix_wire::StartPosition;
 use tokio::sync::Notify;
 
-use crate::stats::{cpu_us_per, opt_col, percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, opt_col, percentile, runtime_threads, Results, Table};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// Subscribe requests in flight at once on one connection while setting up.
@@ -62,6 +62,10 @@ pub(crate) struct BroadcastArgs {
     /// Append the run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
+    /// Print each run's figures as a JSON line on standard output (the
+    /// line --results appends) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// A broadcast run's figures.
@@ -332,7 +336,8 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<E
     r.broker_peak_rss_mib = rss.and_then(|m| m.peak_mib());
     r.broker_sampled_rss_mib = rss.and_then(|m| m.sampled_max_mib());
     let mut results = Results::open(&args.results)?;
-    println!(
+    let table = Table::new(args.json);
+    table.header(format_args!(
         "{:>13} {:>11} {:>7} {:>9} {:>9} {:>10} {:>10} {:>10} {:>11} {:>12} {:>11}",
         "subscriptions",
         "connections",
@@ -345,21 +350,24 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &BroadcastArgs) -> Result<E
         "unaccounted",
         "broker MiB",
         "broker us/d"
-    );
-    println!(
-        "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {} {}",
-        r.subscriptions,
-        r.connections,
-        r.payload,
-        r.completed,
-        r.setup_ms,
-        r.p50_us,
-        r.p99_us,
-        r.max_us,
-        r.unaccounted,
-        opt_col(r.broker_peak_rss_mib, 12),
-        r.broker_cpu_us_per_delivery
-            .map_or_else(|| format!("{:>11}", "-"), |v| format!("{v:>11.2}"))
+    ));
+    table.row(
+        &r,
+        format_args!(
+            "{:>13} {:>11} {:>7} {:>9} {:>9.0} {:>10.0} {:>10.0} {:>10.0} {:>11} {} {}",
+            r.subscriptions,
+            r.connections,
+            r.payload,
+            r.completed,
+            r.setup_ms,
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.unaccounted,
+            opt_col(r.broker_peak_rss_mib, 12),
+            r.broker_cpu_us_per_delivery
+                .map_or_else(|| format!("{:>11}", "-"), |v| format!("{v:>11.2}"))
+        ),
     );
     results.append(&r);
     if r.unaccounted > 0 || r.timed_out > 0 || r.subscription_failures > 0 {
@@ -586,6 +594,7 @@ mod tests {
             timeout_secs: 10,
             broker: Default::default(),
             results: "unused.jsonl".into(),
+            json: false,
         };
         let run = broadcast(&config, "default", &args, || None).await;
         broker.shutdown().await;

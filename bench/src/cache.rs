@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use felix_client::Client;
 
-use crate::stats::{cpu_us_per, percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, percentile, runtime_threads, Results, Table};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// Runs `felix-bench cache`: every size in `--sizes`, a table row and a
@@ -25,7 +25,8 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &CacheArgs) -> Result<ExitC
         clients.push(Client::connect(c).await.map_err(|e| e.to_string())?);
     }
     let mut results = Results::open(&args.results)?;
-    println!(
+    let table = Table::new(args.json);
+    table.header(format_args!(
         "{:>9} {:>6} {:>11} {:>9} {:>9} {:>10} {:>7}{}",
         "op",
         "size",
@@ -35,7 +36,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &CacheArgs) -> Result<ExitC
         "ops/s",
         "errors",
         target.broker_header()
-    );
+    ));
     for size in &args.sizes {
         let reports = cache(&clients, &connect.namespace, args, *size, || {
             target.cpu_time()
@@ -45,16 +46,19 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &CacheArgs) -> Result<ExitC
         for mut r in reports {
             r.broker_peak_rss_mib = peak;
             r.broker = target.name();
-            println!(
-                "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}{}",
-                r.op,
-                r.size,
-                r.concurrency,
-                r.p50_us,
-                r.p99_us,
-                r.ops_per_s,
-                r.errors,
-                target.broker_cells(peak, r.broker_cpu_us_per_op)
+            table.row(
+                &r,
+                format_args!(
+                    "{:>9} {:>6} {:>11} {:>9.0} {:>9.0} {:>10.0} {:>7}{}",
+                    r.op,
+                    r.size,
+                    r.concurrency,
+                    r.p50_us,
+                    r.p99_us,
+                    r.ops_per_s,
+                    r.errors,
+                    target.broker_cells(peak, r.broker_cpu_us_per_op)
+                ),
             );
             results.append(&r);
         }
@@ -90,6 +94,10 @@ pub(crate) struct CacheArgs {
     /// Append each run's figures as a JSON line to this file.
     #[arg(long, default_value = "bench-results.jsonl")]
     pub(crate) results: std::path::PathBuf,
+    /// Print each run's figures as a JSON line on standard output (the
+    /// line --results appends) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// One cache run's figures.
@@ -217,6 +225,7 @@ mod tests {
             ops: 64,
             broker: BrokerArgs::default(),
             results: "unused.jsonl".into(),
+            json: false,
         };
         let reports = cache(&clients, "default", &args, 32, || None).await;
         let ops: Vec<&str> = reports.iter().map(|r| r.op).collect();

@@ -16,7 +16,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use felix_client::{Ack, Client, ClientConfig, SubscriptionItem};
 use felix_wire::StartPosition;
 
-use crate::stats::{cpu_us_per, percentile, runtime_threads, Results};
+use crate::stats::{cpu_us_per, percentile, runtime_threads, Results, Table};
 use crate::target::{BrokerArgs, ConnectArgs, Target};
 
 /// One latency run's parameters.
@@ -53,6 +53,10 @@ pub(crate) struct LatencyArgs {
     /// trusts (a PEM file may hold several).
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["embedded", "spawn_broker"])]
     pub(crate) sub_addr: Option<std::net::SocketAddr>,
+    /// Print each run's figures as a JSON line on standard output (the
+    /// line --results appends) instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 impl LatencyArgs {
@@ -172,10 +176,13 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
     let client = Client::connect(config).await.map_err(|e| e.to_string())?;
     let subscriber = sub_client.as_ref().unwrap_or(&client);
     let mut results = Results::open(&args.results)?;
+    let table = Table::new(args.json);
     if let Some(addr) = args.sub_addr {
-        println!("publishing on {}, subscribed on {addr}", connect.addr);
+        if !args.json {
+            println!("publishing on {}, subscribed on {addr}", connect.addr);
+        }
     }
-    println!(
+    table.header(format_args!(
         "{:>6} {:>5} {:>7} {:>7} {:>10} {:>10} {:>10} {:>14} {:>16} {:>11}{}",
         "fanout",
         "batch",
@@ -188,7 +195,7 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         "delivered msg/s",
         "unaccounted",
         target.broker_header()
-    );
+    ));
     for run in args.runs() {
         let cpu_before = target.cpu_time();
         let mut r = latency(&client, subscriber, &connect.namespace, &run).await?;
@@ -200,19 +207,22 @@ pub(crate) async fn run(connect: &ConnectArgs, args: &LatencyArgs) -> Result<Exi
         );
         r.broker_peak_rss_mib = target.rss().and_then(|m| m.peak_mib());
         r.broker = target.name();
-        println!(
-            "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
-            r.fanout,
-            r.batch,
-            r.payload,
-            if r.binary { "binary" } else { "acked" },
-            r.p50_us,
-            r.p99_us,
-            r.p999_us,
-            r.publish_msgs_per_s,
-            r.delivered_msgs_per_s,
-            r.unaccounted,
-            target.broker_cells(r.broker_peak_rss_mib, r.broker_cpu_us_per_delivery)
+        table.row(
+            &r,
+            format_args!(
+                "{:>6} {:>5} {:>7} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>14.0} {:>16.0} {:>11}{}",
+                r.fanout,
+                r.batch,
+                r.payload,
+                if r.binary { "binary" } else { "acked" },
+                r.p50_us,
+                r.p99_us,
+                r.p999_us,
+                r.publish_msgs_per_s,
+                r.delivered_msgs_per_s,
+                r.unaccounted,
+                target.broker_cells(r.broker_peak_rss_mib, r.broker_cpu_us_per_delivery)
+            ),
         );
         results.append(&r);
     }
@@ -400,6 +410,7 @@ mod tests {
                 all: false,
                 results: "unused.jsonl".into(),
                 sub_addr: None,
+                json: false,
             };
             let r = latency(&client, &client, "default", &args)
                 .await

@@ -61,6 +61,37 @@ impl Results {
     }
 }
 
+/// A benchmark's figures on standard output: a table (a header, a row a
+/// run), or with `--json` one JSON object a line instead, the same object
+/// `--results` appends, so a script can read them without a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Table {
+    json: bool,
+}
+
+impl Table {
+    /// A table, or JSON lines when `json`.
+    pub(crate) fn new(json: bool) -> Table {
+        Table { json }
+    }
+
+    /// The table's header; nothing in JSON.
+    pub(crate) fn header(&self, line: std::fmt::Arguments<'_>) {
+        if !self.json {
+            println!("{line}");
+        }
+    }
+
+    /// One run: its table row, or its JSON line.
+    pub(crate) fn row(&self, record: &impl serde::Serialize, line: std::fmt::Arguments<'_>) {
+        if self.json {
+            println!("{}", serde_json::to_string(record).unwrap_or_default());
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,7 +107,7 @@ pub enum ConnectError {
     #[error("{0}")]
     Connection(#[source] quinn::ConnectionError),
     /// Nothing answered within the time this attempt was given.
-    #[error("no answer within {0:?}")]
+    #[error("no answer within {} ms", .0.as_millis())]
     TimedOut(Duration),
 }
 
@@ -189,7 +189,7 @@ mod tests {
                 source: ConnectError::TimedOut(Duration::from_millis(500)),
             }
             .to_string(),
-            "cannot connect to the broker at 127.0.0.1:5000: no answer within 500ms"
+            "cannot connect to the broker at 127.0.0.1:5000: no answer within 500 ms"
         );
         assert_eq!(
             ClientError::Tls(TlsError::NoCertificate {

@@ -1,7 +1,9 @@
 //! Frames on QUIC streams: reading them with [`FrameDecoder`], encoding,
 //! cancel-safe writing, and the per-stream `auth` exchange.
 
+use std::future::Future as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use felix_wire::{Auth, Frame, FrameDecoder, Message, KNOWN_FLAGS, ORIGINAL_V1_FLAGS};
@@ -31,19 +33,36 @@ impl FrameReader {
     /// The next frame; `None` when the stream ended cleanly between frames.
     /// Cancel-safe: the bytes read so far stay buffered.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ClientError> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`FrameReader::next`] as a poll function, for [`Subscription`]'s
+    /// `Stream` implementation.
+    ///
+    /// Each poll makes a fresh `read_chunk` future and polls it once: quinn
+    /// documents `read_chunk` as cancel-safe, and a pending read leaves the
+    /// waker with the connection, so dropping the future loses neither data
+    /// nor the wake-up.
+    ///
+    /// [`Subscription`]: crate::Subscription
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Frame>, ClientError>> {
         loop {
             if let Some(f) = self.decoder.decode(&mut self.buf)? {
-                return Ok(Some(f));
+                return Poll::Ready(Ok(Some(f)));
             }
-            match self.recv.read_chunk(READ_CHUNK, true).await {
+            let read = std::pin::pin!(self.recv.read_chunk(READ_CHUNK, true));
+            match ready!(read.poll(cx)) {
                 Ok(Some(c)) => self.buf.extend_from_slice(&c.bytes),
-                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) if self.buf.is_empty() => return Poll::Ready(Ok(None)),
                 Ok(None) => {
-                    return Err(ClientError::Protocol(
+                    return Poll::Ready(Err(ClientError::Protocol(
                         "the stream ended inside a frame".into(),
-                    ))
+                    )))
                 }
-                Err(e) => return Err(closed("reading a stream", e)),
+                Err(e) => return Poll::Ready(Err(closed("reading a stream", e))),
             }
         }
     }

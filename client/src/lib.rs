@@ -1,9 +1,7 @@
 //! `felix-client`: the reference felix-wire v1 client over QUIC.
 //!
 //! ```no_run
-//! use bytes::Bytes;
-//! use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
-//! use felix_wire::StartPosition;
+//! use felix_client::{Ack, Bytes, Client, ClientConfig, StartPosition, SubscriptionItem, Trust};
 //!
 //! # async fn demo() -> Result<(), felix_client::ClientError> {
 //! let config = ClientConfig::builder(
@@ -55,20 +53,39 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`ClientConfig`] and its builder, [`Trust`].
-//! - `error`: [`ClientError`], [`ConnectError`], [`TlsError`].
-//! - `connection`: [`Client`], connections, reconnecting, stream pools.
-//! - `pool`: request streams (in-order reply matching) and publish-only
-//!   streams.
-//! - `frames`: reading and writing frames, the per-stream `auth`.
-//! - `publish`: [`Ack`], [`PublishEncoding`], publishing.
-//! - `cache`: the cache requests.
-//! - `events`: event connections, and routing the event streams the
-//!   broker opens to their subscription by the id in their hello.
-//! - `subscribe`: [`Subscription`], [`SubscriptionItem`], [`Event`],
-//!   [`GapDetector`], decoding event streams.
-//! - `socket`: the UDP socket, with kernel buffers sized for fan-out.
-//! - [`tls`]: the rustls and quinn configuration.
+//! Every public item, by what it is for (`examples/` has runnable
+//! programs: pub/sub, the cache, resuming after a reconnect):
+//!
+//! - Configuring: [`ClientConfig`], [`ClientConfigBuilder`], [`Trust`].
+//! - Connecting and the operations: [`Client`] (`connect`, `publish`,
+//!   `publish_batch`, `subscribe`, `resume`, `cache_put`, `cache_get`,
+//!   `close`).
+//! - Publishing: [`Ack`]; [`publish_encoding`] and [`PublishEncoding`]
+//!   say which frame a publish uses.
+//! - Subscribing: [`StartPosition`], [`Subscription`] (also a
+//!   `futures::Stream`), [`SubscriptionItem`], [`Event`], [`GapDetector`].
+//! - Errors: [`ClientError`], with [`ConnectError`] and [`TlsError`] under
+//!   its connection variants, and the codec's [`DecodeError`] and
+//!   [`EncodeError`].
+//! - [`tls`]: the rustls and quinn configuration the client uses, for
+//!   callers that build their own endpoint.
+//! - Re-exported because public signatures use them: [`Bytes`], and the
+//!   [`quinn`] and [`rustls`] crates (the [`tls`] functions and the
+//!   sources of connection errors are their types).
+
+// Inside (private modules, one job each):
+// - config: ClientConfig and its builder, Trust.
+// - error: ClientError, ConnectError, TlsError.
+// - connection: Client, connections, reconnecting, stream pools.
+// - pool: request streams (in-order reply matching), publish-only streams.
+// - frames: reading and writing frames, the per-stream `auth`.
+// - publish: Ack, PublishEncoding, publishing.
+// - cache: the cache requests.
+// - events: event connections, and routing the event streams the broker
+//   opens to their subscription by the id in their hello.
+// - subscribe: Subscription and its Stream implementation, decoding event
+//   streams.
+// - socket: the UDP socket, with kernel buffers sized for fan-out.
 
 mod cache;
 mod config;
@@ -87,6 +104,11 @@ pub use connection::Client;
 pub use error::{ClientError, ConnectError, TlsError};
 pub use publish::{publish_encoding, Ack, PublishEncoding};
 pub use subscribe::{Event, GapDetector, Subscription, SubscriptionItem};
+
+pub use bytes::Bytes;
+pub use felix_wire::{DecodeError, EncodeError, StartPosition};
+pub use quinn;
+pub use rustls;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,9 @@
 //! persists its own position may want to resume from there instead.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use felix_wire::{CursorErrorReason, Frame, Message, StartPosition, Subscribe};
@@ -255,8 +257,19 @@ impl Subscription {
     /// yields one error ([`ClientError::Closed`]) and then `None`. Either
     /// way, [`Client::resume`] continues it from the event after the last
     /// one returned, on whichever broker the client reaches now.
-    /// Cancel-safe: usable in `tokio::select!`.
+    /// Cancel-safe: usable in `tokio::select!`. The same items are
+    /// available as a [`futures_core::Stream`] (for `StreamExt`
+    /// combinators); this method needs no trait import.
     pub async fn next(&mut self) -> Option<Result<SubscriptionItem, ClientError>> {
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    /// [`Subscription::next`] as a poll function: the one implementation
+    /// behind it and the `Stream` implementation.
+    fn poll_item(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<SubscriptionItem, ClientError>>> {
         loop {
             if let Some(item) = self.events.pop() {
                 if let SubscriptionItem::Event(Event {
@@ -266,12 +279,12 @@ impl Subscription {
                 {
                     self.last_offset = Some(self.last_offset.map_or(*offset, |l| l.max(*offset)));
                 }
-                return Some(Ok(item));
+                return Poll::Ready(Some(Ok(item)));
             }
             if self.ended {
-                return None;
+                return Poll::Ready(None);
             }
-            let failure = match self.reader.next().await {
+            let failure = match ready!(self.reader.poll_next(cx)) {
                 Ok(Some(frame)) => match self.events.push(frame) {
                     Ok(()) => continue,
                     Err(e) => e,
@@ -285,7 +298,7 @@ impl Subscription {
             };
             self.ended = true;
             self.reader.stop();
-            return Some(Err(failure));
+            return Poll::Ready(Some(Err(failure)));
         }
     }
 
@@ -298,6 +311,17 @@ impl Subscription {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+/// The items of [`Subscription::next`], for code written against
+/// `futures::Stream` (`StreamExt::filter_map`, `select_all`, forwarding
+/// into a sink). It ends (`None`) when the subscription does.
+impl futures_core::Stream for Subscription {
+    type Item = Result<SubscriptionItem, ClientError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_item(cx)
     }
 }
 

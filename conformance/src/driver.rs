@@ -2,19 +2,17 @@
 //! protocol of docs/conformance.md and judges every answer against the
 //! vectors.
 
-use std::collections::VecDeque;
-use std::io::Write as _;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use felix_wire::vectors::{Expect, VectorCase};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::case::{Level, Outcome};
 use crate::diff;
+use crate::testee::{crash_report, kill_process_group, StderrTail};
 use crate::vectors::case_id;
 
 /// Driver protocol name and version sent in `hello`.
@@ -26,16 +24,12 @@ struct Process {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
-    /// The last [`STDERR_TAIL`] bytes the testee wrote to stderr.
-    stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr: StderrTail,
     /// The shell's pid, which is also its process group id; kept because
     /// `Child::id` forgets it once the shell is reaped, while the group
     /// may live on.
     pgid: Option<u32>,
 }
-
-/// How much of a testee's stderr a crash report quotes.
-const STDERR_TAIL: usize = 2048;
 
 impl Process {
     /// Kills the testee's whole process group (`sh -c` and whatever it
@@ -48,31 +42,9 @@ impl Process {
         let _ = self.child.kill().await;
     }
 
-    fn stderr_tail(&self) -> String {
-        let tail = self
-            .stderr
-            .lock()
-            .map(|t| t.iter().copied().collect::<Vec<u8>>());
-        String::from_utf8_lossy(&tail.unwrap_or_default())
-            .trim_end()
-            .to_string()
-    }
-
     /// Why the testee is gone: its exit status and the tail of its stderr.
     async fn crash_report(&mut self) -> String {
-        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-            Ok(Ok(s)) => s.to_string(),
-            Ok(Err(e)) => format!("unknown ({e})"),
-            Err(_) => "still running (it closed its stdout)".into(),
-        };
-        // The reader task may still be draining the pipe.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let tail = self.stderr_tail();
-        if tail.is_empty() {
-            format!("the testee exited ({status}); its stderr was empty")
-        } else {
-            format!("the testee exited ({status}); the tail of its stderr:\n{tail}")
-        }
+        crash_report(&mut self.child, &self.stderr, "the testee").await
     }
 }
 
@@ -124,22 +96,7 @@ impl Testee {
             .map_err(|e| format!("cannot start testee `{}`: {e}", self.cmd))?;
         let stdin = child.stdin.take().ok_or("testee has no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("testee has no stdout")?).lines();
-        let mut err_pipe = child.stderr.take().ok_or("testee has no stderr")?;
-        let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-        let sink = Arc::clone(&stderr);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut buf).await {
-                // Still shown as it comes (testee authors debug with it),
-                // and its tail kept for a crash report.
-                let _ = std::io::stderr().write_all(&buf[..n]);
-                if let Ok(mut t) = sink.lock() {
-                    t.extend(&buf[..n]);
-                    let excess = t.len().saturating_sub(STDERR_TAIL);
-                    t.drain(..excess);
-                }
-            }
-        });
+        let stderr = StderrTail::capture(child.stderr.take().ok_or("testee has no stderr")?);
         self.process = Some(Process {
             pgid: child.id(),
             child,
@@ -249,17 +206,6 @@ impl Testee {
             }
         }
     }
-}
-
-/// Kills process group `pgid` (a testee started with `process_group(0)`
-/// and everything it started). Without unsafe code (the workspace forbids
-/// it) there is no killpg; the shell's kill builtin takes a negative pid,
-/// after `--` (dash reads `-8...` as an option otherwise).
-pub(crate) fn kill_process_group(pgid: u32) {
-    let _ = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -s KILL -- -{pgid} 2>/dev/null"))
-        .status();
 }
 
 const EXITED: &str = "the testee exited";

@@ -17,6 +17,8 @@
 //!   ours).
 //! - [`embedded`]: the reference broker in-process, for the default run.
 //! - [`inspect`]: `decode` / `encode` for debugging frames.
+//! - `testee`: what the codec and client drivers share: the stderr tail,
+//!   the crash report, killing a process group.
 
 pub mod case;
 pub mod client;
@@ -28,4 +30,5 @@ pub mod live;
 pub mod peer;
 pub mod report;
 pub mod run;
+mod testee;
 pub mod vectors;

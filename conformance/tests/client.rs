@@ -114,7 +114,7 @@ fn a_client_that_does_not_resume_fails_the_resume_case_only() {
 }
 
 #[test]
-fn unsupported_operations_and_crashes_are_told_apart() {
+fn unsupported_operations_and_crashes_are_told_apart_with_the_exit_status_and_stderr() {
     let dir = std::env::temp_dir().join(format!("felix-client-fake-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     // Connects without doing anything, cannot cache, and dies on publish.
@@ -125,6 +125,7 @@ fn unsupported_operations_and_crashes_are_told_apart() {
 for line in sys.stdin:
     req = json.loads(line)
     if req["op"] == "publish":
+        print("fake: publish is not written yet", file=sys.stderr, flush=True)
         sys.exit(3)
     ans = {"id": req["id"], "result": "ok", "name": "fake", "version": "0"}
     if req["op"].startswith("cache"):
@@ -155,7 +156,11 @@ for line in sys.stdin:
     );
     let (verdict, why) = detail(&r, "client/publish/binary_unacked_on_uni_stream");
     assert_eq!(verdict, "fail");
-    assert!(why.contains("the driver exited"), "{why}");
+    // The crash report, as codec mode gives it: exit status and stderr.
+    assert!(
+        why.contains("no answer to publish: the client driver exited (exit status: 3); the tail of its stderr:\nfake: publish is not written yet"),
+        "{why}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -29,6 +29,9 @@ use felix_broker::core::session::{Now, Output, Role, Session};
 use felix_broker::core::{Core, CoreSettings, QueuePolicy};
 use felix_wire::{AckMode, DecodeError, ErrorClass, Frame, FrameDecoder, Message};
 
+#[cfg(test)]
+mod dictionaries;
+
 /// Payload cap used by the harnesses: large enough for any fuzz input,
 /// small enough that a forged length is rejected as too large.
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;

@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::live::CaseError;
+use crate::testee::{crash_report, kill_process_group, StderrTail};
 
 /// Driver protocol name sent in `hello`.
 pub const PROTOCOL: &str = "felix-wire-client-driver";
@@ -21,6 +22,8 @@ pub struct ClientDriver {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// The tail of its stderr, for the report when it crashes.
+    stderr: StderrTail,
     next_id: u64,
     timeout: Duration,
     /// The shell's pid and process group id (kept: `Child::id` forgets it
@@ -45,18 +48,20 @@ impl ClientDriver {
             .arg(cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the client driver `{cmd}`: {e}"))?;
         let stdin = child.stdin.take().ok_or("the driver has no stdin")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("the driver has no stdout")?).lines();
+        let stderr = StderrTail::capture(child.stderr.take().ok_or("the driver has no stderr")?);
         let mut d = ClientDriver {
             pgid: child.id(),
             child,
             stdin,
             stdout,
+            stderr,
             next_id: 0,
             timeout,
             announced: String::new(),
@@ -71,7 +76,7 @@ impl ClientDriver {
             // Dropping the child kills only the shell; what it started
             // would hold our pipes open.
             if let Some(pgid) = d.pgid {
-                crate::driver::kill_process_group(pgid);
+                kill_process_group(pgid);
             }
         }
         let hello = hello.map_err(|e| {
@@ -96,6 +101,7 @@ impl ClientDriver {
     }
 
     async fn exchange(&mut self, mut request: Value, extra: Duration) -> Result<Value, String> {
+        use ExchangeError::{Failed, Gone};
         let id = self.next_id.to_string();
         self.next_id += 1;
         request["id"] = Value::from(id.clone());
@@ -104,22 +110,30 @@ impl ClientDriver {
         tracing::debug!(%line, "to the driver");
         let within = self.timeout + extra;
         let answer = tokio::time::timeout(within, async {
+            // A write fails when the driver is gone (a broken pipe).
             self.stdin
                 .write_all(line.as_bytes())
                 .await
-                .map_err(|e| format!("writing to the driver: {e}"))?;
-            self.stdin
-                .flush()
-                .await
-                .map_err(|e| format!("writing to the driver: {e}"))?;
+                .map_err(|_| Gone)?;
+            self.stdin.flush().await.map_err(|_| Gone)?;
             match self.stdout.next_line().await {
                 Ok(Some(l)) => Ok(l),
-                Ok(None) => Err("the driver exited (crashed?)".to_string()),
-                Err(e) => Err(format!("reading from the driver: {e}")),
+                Ok(None) => Err(Gone),
+                Err(e) => Err(Failed(format!("reading from the driver: {e}"))),
             }
         })
         .await
-        .map_err(|_| format!("no answer to {op} within {} ms", within.as_millis()))??;
+        .map_err(|_| format!("no answer to {op} within {} ms", within.as_millis()))?;
+        let answer = match answer {
+            Ok(line) => line,
+            Err(Failed(e)) => return Err(e),
+            // Its stdout closed or its stdin broke: it died. Say how, as
+            // codec mode does: exit status and the tail of its stderr.
+            Err(Gone) => {
+                let why = crash_report(&mut self.child, &self.stderr, "the client driver").await;
+                return Err(format!("no answer to {op}: {why}"));
+            }
+        };
         tracing::debug!(%answer, "from the driver");
         match serde_json::from_str::<Value>(&answer) {
             Ok(v) if v["id"].as_str() == Some(id.as_str()) => Ok(v),
@@ -172,11 +186,20 @@ impl ClientDriver {
             .is_err()
         {
             if let Some(pgid) = self.pgid {
-                crate::driver::kill_process_group(pgid);
+                kill_process_group(pgid);
             }
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Why an exchange with the driver failed before an answer line came.
+enum ExchangeError {
+    /// The driver is gone (stdout closed, stdin broken): a crash report
+    /// says more than the I/O error.
+    Gone,
+    /// Reading failed otherwise; the text says how.
+    Failed(String),
 }
 
 /// The `ok` answer's fields, or a failure naming the error the driver

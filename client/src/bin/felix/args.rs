@@ -1,6 +1,5 @@
 //! The command line, as clap parses it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,7 +15,8 @@ use felix_wire::StartPosition;
 #[derive(Debug, Parser)]
 #[command(name = "felix", version, about, long_about)]
 pub(crate) struct Cli {
-    /// Broker address (host:port). Repeat it, or separate addresses with
+    /// Broker address (host:port; a host name is resolved, and each of its
+    /// addresses tried in turn). Repeat it, or separate addresses with
     /// commas, to name several nodes of a cluster: the client connects to
     /// the first that answers and fails over to the others (and `sub`
     /// resumes from its last offset there).
@@ -25,9 +25,19 @@ pub(crate) struct Cli {
         env = "FELIX_ADDR",
         default_value = "127.0.0.1:5000",
         value_delimiter = ',',
+        value_parser = parse_host_port,
         global = true
     )]
-    pub(crate) addr: Vec<SocketAddr>,
+    pub(crate) addr: Vec<String>,
+    /// How long connecting may take, every address included, in
+    /// milliseconds.
+    #[arg(
+        long,
+        env = "FELIX_CONNECT_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub(crate) connect_timeout_ms: u64,
     /// TLS server name the certificate must match.
     #[arg(
         long,
@@ -92,12 +102,25 @@ impl From<AckArg> for Ack {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Publish messages: the arguments, or one per line of standard input.
+    /// Publish messages: the arguments, files (--file), all of standard
+    /// input as one message (--stdin or `-`), or else one message per line
+    /// of standard input.
     Pub {
         /// Stream name.
         stream: String,
-        /// Messages (UTF-8); none reads standard input, one message a line.
+        /// Messages (UTF-8). `-` alone: all of standard input, byte for
+        /// byte, as one message (as --stdin). None (and no --file,
+        /// --stdin): one message per line of standard input.
+        #[arg(conflicts_with_all = ["file", "stdin"])]
         messages: Vec<String>,
+        /// Publish the bytes of this file, exactly, as one message. Repeat
+        /// it for several messages, in order.
+        #[arg(long, value_name = "PATH")]
+        file: Vec<PathBuf>,
+        /// Publish all of standard input, exactly (binary is fine), as one
+        /// message.
+        #[arg(long, conflicts_with = "file")]
+        stdin: bool,
         /// How the broker acknowledges.
         #[arg(long, value_enum, default_value_t = AckArg::PerMessage)]
         ack: AckArg,
@@ -105,8 +128,14 @@ pub(crate) enum Command {
         #[arg(long)]
         batch: bool,
     },
-    /// Print a stream's events as they arrive (`offset<TAB>payload`, or JSON
-    /// lines with --json); gaps are reported on standard error.
+    /// Print a stream's events as they arrive (`offset<TAB>payload`, JSON
+    /// lines with --json, or the payload bytes alone with --raw); gaps are
+    /// reported on standard error.
+    ///
+    /// Why it ended goes to standard error, and the exit status says it: 0
+    /// when --count events arrived, 3 when the broker ended the
+    /// subscription (it shut down or drained), 2 on an error (its reason
+    /// is printed), 130 when interrupted (Ctrl-C).
     Sub {
         /// Stream name.
         stream: String,
@@ -116,11 +145,24 @@ pub(crate) enum Command {
         /// Exit after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// Write each payload's bytes exactly as received, with nothing
+        /// added (no offset, no newline): with --count 1, a binary message
+        /// can be saved to a file.
+        #[arg(long)]
+        raw: bool,
     },
     /// Cache operations.
     Cache {
         #[command(subcommand)]
         op: CacheOp,
+    },
+    /// Print a shell completion script: `felix completions bash >
+    /// /etc/bash_completion.d/felix`, `felix completions zsh >
+    /// "${fpath[1]}/_felix"`, `felix completions fish >
+    /// ~/.config/fish/completions/felix.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -144,7 +186,45 @@ pub(crate) enum CacheOp {
         cache: String,
         /// Key.
         key: String,
+        /// Write the value's bytes exactly, with nothing added.
+        #[arg(long)]
+        raw: bool,
     },
+}
+
+impl Cli {
+    /// What clap cannot check: a subcommand's flag against a global one.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let raw = match &self.command {
+            Command::Sub { raw, .. } => *raw,
+            Command::Cache {
+                op: CacheOp::Get { raw, .. },
+            } => *raw,
+            _ => false,
+        };
+        if raw && self.json {
+            return Err("--raw and --json exclude each other: pick one output".into());
+        }
+        Ok(())
+    }
+}
+
+/// `--addr`: `host:port`, where the host is a name, an IPv4 address or a
+/// bracketed IPv6 address. Resolved when connecting, not here: parsing
+/// must not wait for DNS.
+pub(crate) fn parse_host_port(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+        format!("{s:?} is not host:port (for example 127.0.0.1:5000 or localhost:5000)")
+    })?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{s:?}: the port {port:?} is not a number from 0 to 65535"))?;
+    let bare_v6 = host.contains(':') && !(host.starts_with('[') && host.ends_with(']'));
+    if host.is_empty() || bare_v6 {
+        return Err(format!(
+            "{s:?} is not host:port (an IPv6 address goes in brackets: [::1]:5000)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// `--start`: `latest`, `earliest` or an offset.
@@ -179,7 +259,7 @@ mod tests {
         // The environment may set these (FELIX_*): check only when it does not.
         let unset = |v: &str| std::env::var_os(v).is_none();
         if unset("FELIX_ADDR") {
-            assert_eq!(cli.addr, ["127.0.0.1:5000".parse().expect("literal")]);
+            assert_eq!(cli.addr, ["127.0.0.1:5000"]);
         }
         if unset("FELIX_CERT") {
             assert_eq!(cli.cert, PathBuf::from(".felix/tls/cert.pem"));
@@ -231,17 +311,88 @@ mod tests {
             "a",
         ])
         .expect("parses");
-        assert_eq!(cli.addr, ["10.0.0.1:7000".parse().expect("literal")]);
+        assert_eq!(cli.addr, ["10.0.0.1:7000"]);
         assert!(cli.insecure && cli.json);
         assert_eq!(cli.tenant, "t9");
         assert!(parse(&["--addr", "not-an-address", "pub", "s"]).is_err());
     }
 
     #[test]
+    fn addresses_are_host_names_or_ip_addresses_with_a_port() {
+        for ok in [
+            "localhost:5000",
+            "broker.example:7000",
+            "10.0.0.1:7000",
+            "[::1]:5000",
+        ] {
+            assert_eq!(parse_host_port(ok).as_deref(), Ok(ok));
+        }
+        for (bad, why) in [
+            ("localhost", "not host:port"),
+            (":5000", "not host:port"),
+            ("localhost:http", "not a number"),
+            ("localhost:70000", "not a number"),
+            ("::1:5000", "brackets"),
+        ] {
+            let e = parse_host_port(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn pub_payload_sources_exclude_each_other() {
+        match parse(&["pub", "s", "--file", "a.bin", "--file", "b.bin"])
+            .expect("parses")
+            .command
+        {
+            Command::Pub {
+                file,
+                stdin,
+                messages,
+                ..
+            } => {
+                assert_eq!(file, [PathBuf::from("a.bin"), PathBuf::from("b.bin")]);
+                assert!(!stdin && messages.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["pub", "s", "--stdin"]).expect("parses").command,
+            Command::Pub { stdin: true, .. }
+        ));
+        assert!(parse(&["pub", "s", "m", "--file", "a.bin"]).is_err());
+        assert!(parse(&["pub", "s", "m", "--stdin"]).is_err());
+        assert!(parse(&["pub", "s", "--stdin", "--file", "a.bin"]).is_err());
+        for both in [
+            &["--json", "sub", "s", "--raw"][..],
+            &["cache", "get", "c", "k", "--raw", "--json"],
+        ] {
+            let e = parse(both)
+                .expect("parses")
+                .check()
+                .expect_err("--raw or --json");
+            assert!(e.contains("--raw and --json"), "{e}");
+        }
+        assert!(parse(&["sub", "s", "--raw"])
+            .expect("parses")
+            .check()
+            .is_ok());
+    }
+
+    #[test]
+    fn completions_for_each_shell() {
+        for shell in ["bash", "zsh", "fish"] {
+            assert!(matches!(
+                parse(&["completions", shell]).expect(shell).command,
+                Command::Completions { .. }
+            ));
+        }
+        assert!(parse(&["completions", "cmd.exe"]).is_err());
+    }
+
+    #[test]
     fn several_addresses_repeated_or_comma_separated() {
-        let want: Vec<SocketAddr> = ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"]
-            .map(|a| a.parse().expect("literal"))
-            .to_vec();
+        let want = ["10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"];
         let repeated = parse(&[
             "--addr",
             "10.0.0.1:7000",
@@ -270,6 +421,7 @@ mod tests {
                 messages,
                 ack,
                 batch,
+                ..
             } => {
                 assert_eq!(stream, "orders");
                 assert_eq!(messages, ["a", "b"]);
@@ -327,7 +479,9 @@ mod tests {
                 stream,
                 start,
                 count,
+                raw,
             } => {
+                assert!(!raw, "the default");
                 assert_eq!(stream, "orders");
                 assert_eq!(start, StartPosition::Latest, "the default");
                 assert_eq!(count, Some(3));
@@ -362,7 +516,7 @@ mod tests {
         assert!(matches!(
             parse(&["cache", "get", "c", "k"]).expect("parses").command,
             Command::Cache {
-                op: CacheOp::Get { .. }
+                op: CacheOp::Get { raw: false, .. }
             }
         ));
         assert!(
@@ -387,6 +541,7 @@ mod tests {
             &["cache", "--help"],
             &["cache", "put", "--help"],
             &["cache", "get", "--help"],
+            &["completions", "--help"],
         ] {
             let err = parse(args).expect_err("help exits");
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{args:?}");

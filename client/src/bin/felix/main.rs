@@ -1,17 +1,24 @@
 //! `felix`: publish, subscribe and use the cache of a felix-wire broker
 //! from the command line. (The benchmarks and the soak test are
 //! `felix-bench`, in the `bench/` crate.)
+//!
+//! Exit status: 0 success; 1 `cache get` of a missing key; 2 an error
+//! (usage, connection, the broker's refusal); for `sub`, 3 when the
+//! broker ended the subscription and 130 when interrupted (see `sub.rs`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
-use clap::Parser;
-use felix_client::{Client, ClientConfig, SubscriptionItem, Trust};
+use clap::{CommandFactory, Parser};
+use felix_client::{Bytes, Client, ClientConfig, ClientError, Trust};
 
 mod args;
+mod hints;
+mod payloads;
+mod resolve;
+mod sub;
 
 use args::{CacheOp, Cli, Command};
 
@@ -30,49 +37,87 @@ fn trust(cli: &Cli) -> Result<Trust, String> {
     Ok(Trust::CertificateFile(cli.cert.clone()))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, String> {
-    let (first, others) = cli
-        .addr
+/// The hint for a client error, if one applies (hints.rs).
+fn hint(e: &ClientError, cli: &Cli) -> Option<String> {
+    let addr = cli.addr.join(",");
+    let target = hints::Target {
+        addr: &addr,
+        cert: (!cli.insecure).then_some(cli.cert.as_path()),
+        server_name: &cli.server_name,
+    };
+    hints::hint(e, &target)
+}
+
+/// A client error as the CLI prints it: the error, and its hint on the
+/// next line.
+fn explain(e: &ClientError, cli: &Cli) -> String {
+    match hint(e, cli) {
+        Some(h) => format!("{e}\nfelix: hint: {h}"),
+        None => e.to_string(),
+    }
+}
+
+/// `felix completions SHELL`: the script on standard output. Made in
+/// memory first: clap_complete panics on a failed write, and a closed
+/// pipe (`felix completions bash | head`) is not worth a panic.
+fn print_completions(shell: clap_complete::Shell) {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "felix", &mut script);
+    let _ = std::io::stdout().write_all(&script);
+}
+
+async fn connect(cli: &Cli) -> Result<Client, String> {
+    let addrs = resolve::resolve_all(&cli.addr).await?;
+    let (first, others) = addrs
         .split_first()
         .ok_or("--addr: no broker address given")?;
-    let config = ClientConfig::builder(*first, trust(&cli)?)
+    let config = ClientConfig::builder(*first, trust(cli)?)
         .failover_addrs(others.iter().copied())
         .server_name(cli.server_name.clone())
         .credentials(cli.tenant.clone(), cli.token.clone())
+        .connect_timeout(Duration::from_millis(cli.connect_timeout_ms))
         .build();
-    let client = Client::connect(config).await.map_err(|e| e.to_string())?;
-    let ns = cli.namespace.as_str();
-    let mut out = std::io::stdout().lock();
-    let code = match cli.command {
+    Client::connect(config).await.map_err(|e| explain(&e, cli))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    cli.check()?;
+    // Needs no broker: before connecting.
+    if let Command::Completions { shell } = cli.command {
+        print_completions(shell);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // `pub`'s payloads before connecting: a missing --file is reported
+    // without a broker, and a broker is not kept waiting on standard input.
+    let mut payloads = match &cli.command {
         Command::Pub {
-            stream,
             messages,
-            ack,
-            batch,
+            file,
+            stdin,
+            ..
+        } => payloads::Source::from_args(messages.clone(), file.clone(), *stdin)
+            .read(std::io::stdin().lock())?,
+        _ => Vec::new(),
+    };
+    let client = connect(&cli).await?;
+    let ns = cli.namespace.as_str();
+    let err = |e: ClientError| explain(&e, &cli);
+    let mut out = std::io::stdout().lock();
+    let code = match &cli.command {
+        Command::Pub {
+            stream, ack, batch, ..
         } => {
-            let messages: Vec<String> = if messages.is_empty() {
-                std::io::stdin()
-                    .lock()
-                    .lines()
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("stdin: {e}"))?
-            } else {
-                messages
-            };
-            let ack = ack.into();
-            let payloads: Vec<Bytes> = messages.into_iter().map(Bytes::from).collect();
+            let payloads = std::mem::take(&mut payloads);
+            let ack = (*ack).into();
             let n = payloads.len();
-            if batch {
+            if *batch {
                 client
-                    .publish_batch(ns, &stream, payloads, ack)
+                    .publish_batch(ns, stream, payloads, ack)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(err)?;
             } else {
                 for p in payloads {
-                    client
-                        .publish(ns, &stream, p, ack)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    client.publish(ns, stream, p, ack).await.map_err(err)?;
                 }
             }
             if cli.json {
@@ -90,52 +135,28 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             stream,
             start,
             count,
+            raw,
         } => {
-            let mut sub = client
-                .subscribe(ns, &stream, start)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut seen = 0u64;
-            // With one broker, the end of the subscription ends the command
-            // (as before); with several, it resumes on the next one.
+            drop(out);
+            let output = match (cli.json, raw) {
+                (true, _) => sub::Output::Json,
+                (false, true) => sub::Output::Raw,
+                (false, false) => sub::Output::Text,
+            };
+            // With one broker, the end of the subscription ends the command;
+            // with several, it resumes on the next one.
             let failover = cli.addr.len() > 1;
-            while count.is_none_or(|c| seen < c) {
-                let item = match sub.next().await {
-                    Some(Err(_)) | None if failover => {
-                        eprintln!("felix: subscription lost; resuming on another broker");
-                        sub = client.resume(&sub).await.map_err(|e| e.to_string())?;
-                        continue;
-                    }
-                    item => item,
-                };
-                match item {
-                    Some(Ok(SubscriptionItem::Event(e))) => {
-                        seen += 1;
-                        if cli.json {
-                            let line = serde_json::json!({"offset": e.offset, "payload_base64": b64(&e.payload), "payload_utf8": String::from_utf8_lossy(&e.payload)});
-                            let _ = writeln!(out, "{line}");
-                        } else {
-                            let offset = e.offset.map_or("-".to_string(), |o| o.to_string());
-                            let _ =
-                                writeln!(out, "{offset}\t{}", String::from_utf8_lossy(&e.payload));
-                        }
-                        let _ = out.flush();
-                    }
-                    Some(Ok(SubscriptionItem::Gap { expected, got })) => {
-                        eprintln!("felix: gap: events {expected}..{got} were not delivered");
-                        if cli.json {
-                            let _ = writeln!(
-                                out,
-                                "{}",
-                                serde_json::json!({"gap": {"expected": expected, "got": got}})
-                            );
-                        }
-                    }
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => break,
+            let end = sub::run(&client, ns, stream, *start, *count, output, failover)
+                .await
+                .map_err(err)?;
+            eprintln!("felix: {}", end.describe(stream));
+            if let sub::End::Failed(_, e) = &end {
+                if let Some(h) = hint(e, &cli) {
+                    eprintln!("felix: hint: {h}");
                 }
             }
-            ExitCode::SUCCESS
+            client.close().await;
+            return Ok(end.code());
         }
         Command::Cache {
             op:
@@ -149,13 +170,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             client
                 .cache_put(
                     ns,
-                    &cache,
-                    &key,
-                    Bytes::from(value),
+                    cache,
+                    key,
+                    Bytes::from(value.clone()),
                     ttl_ms.map(Duration::from_millis),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(err)?;
             if cli.json {
                 let _ = writeln!(out, "{}", serde_json::json!({"stored": key}));
             } else {
@@ -164,22 +185,20 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             ExitCode::SUCCESS
         }
         Command::Cache {
-            op: CacheOp::Get { cache, key },
-        } => match client
-            .cache_get(ns, &cache, &key)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+            op: CacheOp::Get { cache, key, raw },
+        } => match client.cache_get(ns, cache, key).await.map_err(err)? {
             Some(v) => {
-                if cli.json {
-                    let _ = writeln!(
+                let _ = if cli.json {
+                    writeln!(
                         out,
                         "{}",
                         serde_json::json!({"key": key, "value_base64": b64(&v)})
-                    );
+                    )
+                } else if *raw {
+                    out.write_all(&v)
                 } else {
-                    let _ = writeln!(out, "{}", String::from_utf8_lossy(&v));
-                }
+                    writeln!(out, "{}", String::from_utf8_lossy(&v))
+                };
                 ExitCode::SUCCESS
             }
             None => {
@@ -194,7 +213,13 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 ExitCode::from(1)
             }
         },
+        Command::Completions { shell } => {
+            // Answered above, before connecting; kept for completeness.
+            print_completions(*shell);
+            ExitCode::SUCCESS
+        }
     };
+    let _ = out.flush();
     drop(out);
     client.close().await;
     Ok(code)
