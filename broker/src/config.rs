@@ -63,7 +63,9 @@ pub struct Cli {
     /// UDP address to serve QUIC on [default: 127.0.0.1:5000].
     #[arg(long, env = "FELIX_BROKER_BIND")]
     pub bind: Option<SocketAddr>,
-    /// Directory for the self-signed development certificate [default: .felix].
+    /// Directory for the development certificate (tls/) and the replay
+    /// rings saved on drain (rings/); created 0700 if missing and checked
+    /// at start [default: .felix].
     #[arg(long, env = "FELIX_BROKER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// PEM certificate chain (with --key); default: a self-signed localhost
