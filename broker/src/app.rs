@@ -13,6 +13,9 @@ use crate::tls::{self, TransportSettings};
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
     /// TLS material.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -103,6 +106,11 @@ pub async fn start(config: &Config) -> Result<Started, StartError> {
             bind = %config.bind,
             "dev auth on a network address (--allow-dev-on-network): any client that reaches this port can act as any tenant"
         );
+    }
+    // The data directory holds the replay rings (single node) and the
+    // development certificate (no --cert): checked before anything starts.
+    if config.cluster.is_none() || config.cert_and_key.is_none() {
+        crate::data_dir::check(&config.data_dir)?;
     }
     let mut core = build_core(config)?;
     core.clustered = config.cluster.is_some();

@@ -9,7 +9,10 @@
 //!   reader/writer tasks, event streams, flush timers, graceful drain.
 //! - [`cluster`]: cluster mode's shell side: streams, offsets and the
 //!   cache on NATS JetStream (opt-in with `--cluster`).
-//! - [`config`]: flags, `FELIX_*` environment variables and the YAML file.
+//! - [`config`]: flags, environment variables and the YAML file.
+//! - [`env`]: the `FELIX_BROKER_*` environment variables, their deprecated
+//!   `FELIX_*` names, and errors that name the variable.
+//! - [`data_dir`]: the data directory, checked once at start.
 //! - [`tls`]: the self-signed development certificate, kept in the data
 //!   directory so clients can pin it across restarts.
 //! - [`http`]: `/metrics` (Prometheus) and `/healthz`.
@@ -23,7 +26,9 @@ pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod data_dir;
 pub mod embedded;
+pub mod env;
 pub mod http;
 pub mod persist;
 pub mod quic;

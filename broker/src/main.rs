@@ -3,15 +3,28 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use felix_broker::config::{Cli, Config};
+use felix_broker::config::{Config, LogFormat};
+use felix_broker::env::{self, ArgsError};
 use felix_broker::{app, runtime};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = match Config::resolve(Cli::parse()) {
+    let parsed = match env::parse(std::env::args_os()) {
+        Ok(p) => p,
+        Err(ArgsError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("felix-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::resolve(parsed.cli) {
         Ok(c) => c,
         Err(e) => {
+            // An ignored or renamed variable may be why the configuration
+            // is incomplete: say so before the error.
+            for warning in &parsed.warnings {
+                eprintln!("felix-broker: warning: {warning}");
+            }
             eprintln!("felix-broker: {e}");
             return ExitCode::from(2);
         }
@@ -27,19 +40,32 @@ fn main() -> ExitCode {
     if config.busy_poll && config.shards == 0 {
         runtime::start_busy_polling(runtime.handle());
     }
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, parsed.warnings))
 }
 
-async fn serve(config: Config) -> ExitCode {
-    // Logs go to stderr (stdout carries the banner scripts read), coloured
-    // only on a terminal so a redirected log has no escape codes. The
-    // filter was checked when the configuration was resolved.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+/// Logs go to stderr (stdout carries the banner scripts read): text,
+/// coloured only on a terminal so a redirected log has no escape codes, or
+/// one JSON object per line. The filter was checked when the
+/// configuration was resolved.
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match config.log_format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => fmt.json().with_ansi(false).init(),
+    }
+}
+
+async fn serve(config: Config, warnings: Vec<String>) -> ExitCode {
+    init_logging(&config);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let started = match app::start(&config).await {
         Ok(s) => s,
         Err(e) => {

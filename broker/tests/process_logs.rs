@@ -21,7 +21,7 @@ fn a_redirected_log_is_plain_text_with_the_version() {
             "--data-dir",
         ])
         .arg(&dir.0)
-        .env("FELIX_LOG", "info")
+        .env("FELIX_BROKER_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

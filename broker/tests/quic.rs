@@ -597,7 +597,10 @@ async fn metrics_and_health_endpoints_answer() {
     };
     let metrics = get("/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
-    assert!(metrics.contains("felix_published_events 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("felix_published_events_total 1\n"),
+        "{metrics}"
+    );
     assert!(metrics.contains("felix_connections_open 1\n"), "{metrics}");
     assert!(get("/healthz").await.ends_with("\r\n\r\nok\n"));
     assert!(get("/nope").await.starts_with("HTTP/1.1 404"));

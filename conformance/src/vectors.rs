@@ -75,7 +75,7 @@ pub fn run(case: &VectorCase) -> (String, Level, Outcome) {
 
 fn with_detail(case: &VectorCase, why: String) -> String {
     let mut lines = vec![why];
-    if let Expect::Valid { decoded, canonical } = &case.expect {
+    if let Expect::Valid { decoded, .. } = &case.expect {
         if let Ok((frame, _)) =
             Frame::decode_with_max(Bytes::from(case.frame.clone()), case.max_frame_bytes)
         {
@@ -83,13 +83,13 @@ fn with_detail(case: &VectorCase, why: String) -> String {
                 lines.push(format!("decoded field differs: {d}"));
             }
         }
-        if *canonical {
+        if let Some(want) = vectors::encode_expectation(case) {
             if let Some(bytes) = Frame::from_neutral(decoded)
                 .ok()
                 .and_then(|f| f.to_bytes().ok())
             {
-                if bytes[..] != case.frame[..] {
-                    lines.push(diff::first_difference(&case.frame, &bytes));
+                if bytes[..] != want[..] {
+                    lines.push(diff::first_difference(want, &bytes));
                 }
             }
         }

@@ -20,3 +20,10 @@ pub(crate) fn bytes_list(u: &mut Unstructured<'_>) -> Result<Vec<Bytes>> {
         .map(Bytes::from)
         .collect())
 }
+
+/// An arbitrary text of at most `MAX` bytes, for a field every writer cuts
+/// to `MAX` (so an arbitrary value survives encode -> decode unchanged).
+pub(crate) fn str_max<const MAX: u32>(u: &mut Unstructured<'_>) -> Result<String> {
+    let text = u.arbitrary::<String>()?;
+    Ok(crate::binary::truncate_utf8(&text, MAX as usize).to_owned())
+}

@@ -119,3 +119,45 @@ fn files_are_well_formed() {
         }
     }
 }
+
+/// The edge-case table of docs/protocol.md names a vector for each
+/// decision; a renamed or dropped vector would leave the docs pointing at
+/// nothing.
+#[test]
+fn every_vector_the_protocol_docs_name_exists() {
+    let docs =
+        std::fs::read_to_string(dir().join("../docs/protocol.md")).expect("docs/protocol.md");
+    let ids: HashSet<String> = cases().into_iter().map(|c| c.id).collect();
+    let table = docs
+        .split("### Edge cases, pinned by vectors")
+        .nth(1)
+        .expect("docs/protocol.md has the edge-case table");
+    let named: Vec<&str> = table
+        .split('`')
+        .filter(|s| s.starts_with("valid/") || s.starts_with("invalid/"))
+        .collect();
+    assert!(named.len() >= 14, "the table names {} vectors", named.len());
+    let missing: Vec<&&str> = named.iter().filter(|id| !ids.contains(**id)).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/protocol.md names vectors that do not exist: {missing:?}"
+    );
+}
+
+/// Encoders cut binary ack text to 512 bytes (felix-wire notes 3.3), and a
+/// vector pins it so every codec's encoder is judged on it.
+#[test]
+fn a_vector_pins_the_encoders_cut_of_ack_text() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.id == "valid/binary/publish_ack_text_over_512_bytes")
+        .expect("the vector");
+    let encoded = vectors::encode_expectation(&case).expect("it names its encoded bytes");
+    assert_eq!(case.frame.len(), 12 + 11 + 600);
+    assert_eq!(
+        encoded.len(),
+        12 + 11 + 511,
+        "cut before the 2-byte character at 511"
+    );
+    vectors::check(&case).expect("felix-wire's encoder cuts the text");
+}

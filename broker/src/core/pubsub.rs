@@ -597,7 +597,9 @@ impl PubSub {
     fn flush_locked(&self, s: &mut StreamState) -> Vec<Arc<SubscriberQueue>> {
         let pending = std::mem::take(&mut s.pending);
         let pending_bytes = std::mem::take(&mut s.pending_bytes);
-        s.pending_since = None;
+        if let Some(since) = s.pending_since.take() {
+            self.metrics.publish_to_fanout_seconds.observe_since(since);
+        }
         self.inflight_bytes
             .fetch_sub(pending_bytes, Ordering::AcqRel);
         let mut wait_for: Vec<Arc<SubscriberQueue>> = Vec::new();

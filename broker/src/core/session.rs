@@ -316,7 +316,11 @@ impl Session {
             }
             Frame::Json(Message::CachePut(c)) => {
                 let request_id = c.request_id;
-                if let Err(why) = ready.cache_put(core, c, payload_len, now.instant) {
+                let put = ready.cache_put(core, c, payload_len, now.instant);
+                core.metrics
+                    .cache_request_seconds
+                    .observe_since(now.instant);
+                if let Err(why) = put {
                     return self.fail(out, why.to_string());
                 }
                 match request_id {
@@ -327,16 +331,22 @@ impl Session {
                     }
                 }
             }
-            Frame::Json(Message::CacheGet(c)) => match ready.cache_get(core, c, now.instant) {
-                Ok(value) => {
-                    let one_shot = value.request_id.is_none();
-                    out.push(Output::Send(message(value)));
-                    if one_shot {
-                        self.close(out);
+            Frame::Json(Message::CacheGet(c)) => {
+                let got = ready.cache_get(core, c, now.instant);
+                core.metrics
+                    .cache_request_seconds
+                    .observe_since(now.instant);
+                match got {
+                    Ok(value) => {
+                        let one_shot = value.request_id.is_none();
+                        out.push(Output::Send(message(value)));
+                        if one_shot {
+                            self.close(out);
+                        }
                     }
+                    Err(why) => self.fail(out, why.to_string()),
                 }
-                Err(why) => self.fail(out, why.to_string()),
-            },
+            }
             Frame::Json(m) if m.direction() == Direction::BrokerToClient => {
                 core.metrics
                     .frames_malformed

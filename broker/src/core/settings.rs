@@ -7,6 +7,7 @@ use std::time::Duration;
     Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum QueuePolicy {
     /// Drop the new batch (counted as dropped for that subscriber).
     DropNew,

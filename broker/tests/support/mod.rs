@@ -314,7 +314,7 @@ pub(crate) fn spawn_broker(
             "off",
         ])
         .args(extra)
-        .env("FELIX_LOG", "warn")
+        .env("FELIX_BROKER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -52,7 +52,7 @@ pub const VALID_FLAG_COMBINATIONS: [u16; 8] = [
 /// Default cap on a frame's payload length, broker and client alike. A frame of exactly the cap is accepted.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 16777216;
 
-/// Writers cut the text of a binary publish ack to this many bytes, on a UTF-8 character boundary.
+/// Every encoder cuts the text of a binary publish ack to this many bytes, on a UTF-8 character boundary (so every language writes the same bytes); decoders accept longer text whole. JSON `error` and `publish_error` messages are not cut.
 pub const ERROR_TEXT_MAX_BYTES: u32 = 512;
 
 /// Deepest container nesting of a JSON payload, the top-level object counting as 1; deeper input is malformed (ours: bounds the stack a hostile payload can make a decoder use).

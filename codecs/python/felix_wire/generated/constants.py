@@ -71,7 +71,7 @@ DEFAULT_MAX_FRAME_BYTES = 16777216
 """Default cap on a frame's payload length, broker and client alike. A frame of exactly the cap is accepted."""
 
 ERROR_TEXT_MAX_BYTES = 512
-"""Writers cut the text of a binary publish ack to this many bytes, on a UTF-8 character boundary."""
+"""Every encoder cuts the text of a binary publish ack to this many bytes, on a UTF-8 character boundary (so every language writes the same bytes); decoders accept longer text whole. JSON `error` and `publish_error` messages are not cut."""
 
 JSON_MAX_DEPTH = 64
 """Deepest container nesting of a JSON payload, the top-level object counting as 1; deeper input is malformed (ours: bounds the stack a hostile payload can make a decoder use)."""

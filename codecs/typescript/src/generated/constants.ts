@@ -54,7 +54,7 @@ export const VALID_FLAG_COMBINATIONS: readonly number[] = [
 /** Default cap on a frame's payload length, broker and client alike. A frame of exactly the cap is accepted. */
 export const DEFAULT_MAX_FRAME_BYTES = 16777216;
 
-/** Writers cut the text of a binary publish ack to this many bytes, on a UTF-8 character boundary. */
+/** Every encoder cuts the text of a binary publish ack to this many bytes, on a UTF-8 character boundary (so every language writes the same bytes); decoders accept longer text whole. JSON `error` and `publish_error` messages are not cut. */
 export const ERROR_TEXT_MAX_BYTES = 512;
 
 /** Deepest container nesting of a JSON payload, the top-level object counting as 1; deeper input is malformed (ours: bounds the stack a hostile payload can make a decoder use). */

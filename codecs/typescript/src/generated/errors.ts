@@ -35,21 +35,21 @@ export const ErrorClass = {
   INVALID_UTF8: "invalid_utf8",
   /** `invalid_enum_byte`: A binary enum byte (ack mode, ack status) has no defined meaning. */
   INVALID_ENUM_BYTE: "invalid_enum_byte",
-  /** `malformed_json`: The JSON payload is not one well-formed JSON object. */
+  /** `malformed_json`: The JSON payload is not one well-formed RFC 8259 JSON object: a syntax error, a top-level value that is not an object, data after the object, an invalid escape, a lone surrogate (`"\ud800"`), a raw control character inside a string, a UTF-8 byte order mark before the object (not skipped), or nesting deeper than `json_max_depth` (64). */
   MALFORMED_JSON: "malformed_json",
   /** `unknown_type`: The JSON `type` names no felix-wire message. */
   UNKNOWN_TYPE: "unknown_type",
-  /** `missing_field`: A required JSON field (or `type`) is absent. */
+  /** `missing_field`: A required JSON field (or `type`) is absent; this includes `start: {}` (the object form of a start position without its `offset`) and a `cache_value` without its `value` key (which may be `null`). */
   MISSING_FIELD: "missing_field",
-  /** `duplicate_field`: A JSON object names the same known field, or `type`, twice. */
+  /** `duplicate_field`: A JSON object names a known field twice, or `type` twice. A known field is a field of this message type (or `offset` inside `start`); unknown keys are ignored and may repeat. */
   DUPLICATE_FIELD: "duplicate_field",
-  /** `wrong_type`: A JSON field has the wrong JSON type (including `null` for a required field). */
+  /** `wrong_type`: A JSON field has the wrong JSON type: `null` for a required field (also `start: {"offset": null}`), a string or `true` for a number, a number for a string, and a number with a fraction or an exponent for an integer (`1.0`, `1e3`, `-1.5`: not integers, whatever their sign or value). */
   WRONG_TYPE: "wrong_type",
-  /** `out_of_range`: A JSON number does not fit its field (u16 above 65535, u64 above 2^64-1). */
+  /** `out_of_range`: A JSON integer does not fit its field: a negative integer (`-1`; `-0` is the integer 0 and accepted), a u16 above 65535, a u64 above 2^64-1. */
   OUT_OF_RANGE: "out_of_range",
   /** `invalid_enum_value`: A JSON enum field holds a value the enum does not define. */
   INVALID_ENUM_VALUE: "invalid_enum_value",
-  /** `invalid_base64`: A byte field is not canonical standard base64 with `=` padding (URL-safe alphabet, missing padding or non-zero trailing bits). */
+  /** `invalid_base64`: A byte field is not canonical standard base64 with `=` padding: URL-safe alphabet (`-`, `_`), missing padding, non-zero trailing bits (`QR==`), or whitespace anywhere inside the text. */
   INVALID_BASE64: "invalid_base64",
 } as const;
 

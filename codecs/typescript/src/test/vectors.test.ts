@@ -21,6 +21,8 @@ interface Case {
   cap: number;
   result: string;
   canonical: boolean;
+  /** What encoding `decoded` must give when a writer's rule changes the frame. */
+  encoded: Uint8Array | null;
   decoded: neutral.Value;
   errorClass: string;
 }
@@ -46,6 +48,7 @@ function loadCases(): Case[] {
           cap: t["maxFrameBytes"] == null ? DEFAULT_MAX_FRAME_BYTES : Number(t["maxFrameBytes"]),
           result: t["result"] as string,
           canonical: t["canonical"] === true,
+          encoded: t["encoded"] == null ? null : neutral.fromHex((t["encoded"] as string).replace(/\s+/g, ""), "encoded"),
           decoded: t["decoded"] ?? null,
           errorClass: (t["errorClass"] as string) ?? "",
         });
@@ -118,6 +121,14 @@ test("every canonical vector encodes back to its bytes", () => {
     n++;
   }
   assert.ok(n > 50, `${n} canonical cases`);
+});
+
+test("every case that names its encoded bytes encodes to them (the writer's cut of ack text)", () => {
+  const cases = CASES.filter((t) => t.encoded !== null);
+  assert.ok(cases.length > 0, "no vector names its encoded bytes");
+  for (const t of cases) {
+    assert.equal(neutral.toHex(encodeFrame(fromNeutral(t.decoded))), neutral.toHex(t.encoded as Uint8Array), t.id);
+  }
 });
 
 test("every valid frame back to back, in pieces that straddle frames", () => {

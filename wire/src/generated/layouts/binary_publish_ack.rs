@@ -31,7 +31,8 @@ pub struct BinaryPublishAck {
     pub status: AckStatus,
     /// `request_id` (u64). Identifies the acked publish; the ack carries the same id.
     pub request_id: u64,
-    /// `message` (str16). Empty when ok; the error text, cut to 512 bytes.
+    /// `message` (str16). Empty when ok (a decoder accepts and reports text on an ok ack; the status decides); the error text. Encoders cut it to 512 bytes on a character boundary; decoders accept longer text whole.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arbitrary_support::str_max::<ERROR_TEXT_MAX_BYTES>))]
     pub message: String,
 }
 
@@ -70,7 +71,7 @@ impl BinaryPublishAck {
     pub fn encoded_len(&self) -> usize {
         #[allow(unused_mut)]
         let mut n = Self::MIN_LEN;
-        n += self.message.len();
+        n += binary::truncate_utf8(&self.message, ERROR_TEXT_MAX_BYTES as usize).len();
         n
     }
 
@@ -83,15 +84,24 @@ impl BinaryPublishAck {
                 value: self.status.name(),
             });
         }
-        binary::check_str16("binary_publish_ack.message", &self.message)?;
+        binary::check_str16(
+            "binary_publish_ack.message",
+            binary::truncate_utf8(&self.message, ERROR_TEXT_MAX_BYTES as usize),
+        )?;
         Ok(())
     }
 
     /// Encodes the payload. Call [`Self::check`] first.
+    ///
+    /// `message` is cut to `ERROR_TEXT_MAX_BYTES` bytes on a UTF-8
+    /// character boundary, as every writer of this field must.
     pub fn encode<B: BufMut>(&self, dst: &mut B) {
         dst.put_u8(AckStatus::to_byte(&self.status).unwrap_or_default());
         binary::put_uint(dst, &self.request_id);
-        binary::put_str16(dst, &self.message);
+        binary::put_str16(
+            dst,
+            binary::truncate_utf8(&self.message, ERROR_TEXT_MAX_BYTES as usize),
+        );
     }
 
     /// The fields in the neutral vector form (absent as null).

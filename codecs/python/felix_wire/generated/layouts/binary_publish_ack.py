@@ -32,7 +32,7 @@ class BinaryPublishAck:
     request_id: int
     """``request_id`` (u64). Identifies the acked publish; the ack carries the same id."""
     message: str
-    """``message`` (str16). Empty when ok; the error text, cut to 512 bytes."""
+    """``message`` (str16). Empty when ok (a decoder accepts and reports text on an ok ack; the status decides); the error text. Encoders cut it to 512 bytes on a character boundary; decoders accept longer text whole."""
 
     def flags(self) -> int:
         """The header flags this frame is sent with."""

@@ -23,7 +23,7 @@ export interface BinaryPublishAck {
   status: AckStatus;
   /** `request_id` (u64). Identifies the acked publish; the ack carries the same id. */
   requestId: bigint;
-  /** `message` (str16). Empty when ok; the error text, cut to 512 bytes. */
+  /** `message` (str16). Empty when ok (a decoder accepts and reports text on an ok ack; the status decides); the error text. Encoders cut it to 512 bytes on a character boundary; decoders accept longer text whole. */
   message: string;
 }
 
