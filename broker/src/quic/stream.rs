@@ -250,7 +250,8 @@ async fn serve(
             held.settle(keep(&decoder, &buf));
             for output in outputs {
                 // Replies keep request order: earlier publishes' acks first.
-                if !matches!(output, Output::Forward(Forward::Publish(_))) {
+                // (Empty on one node: a branch, no await, on the hot path.)
+                if !sent.is_empty() && !matches!(output, Output::Forward(Forward::Publish(_))) {
                     sent.acks(ctx, role, &mut replies).await;
                 }
                 match output {
@@ -296,7 +297,9 @@ async fn serve(
                 break;
             }
         }
-        sent.acks(ctx, role, &mut replies).await;
+        if !sent.is_empty() {
+            sent.acks(ctx, role, &mut replies).await;
+        }
         replies_bytes = 0;
         if !flush_replies(&mut send, &mut replies).await {
             close = true;
@@ -593,6 +596,10 @@ fn publish_reply(
 struct SentPublishes(std::collections::VecDeque<(PublishRequest, SentPublish)>);
 
 impl SentPublishes {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Sends a publish now; its ack comes with [`SentPublishes::acks`].
     async fn send(&mut self, ctx: &ConnectionContext, request: PublishRequest) {
         if let Some(cluster) = &ctx.cluster {
