@@ -409,3 +409,46 @@ async fn a_feed_stops_when_its_last_local_subscriber_leaves_and_restarts_on_the_
     let names = wait_for_consumers(&nats, "lively", 1).await;
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+#[tokio::test]
+async fn pipelined_publishes_are_acked_in_order_and_stored_in_order() {
+    need_nats!();
+    let nats = NatsServer::single();
+    nats.wait_ready().await;
+    let (_a, pa) = node(cluster_settings(&nats, 1)).await;
+    let (_b, pb) = node(cluster_settings(&nats, 1)).await;
+    let mut on_b = subscribed(&pb, "piped", 1, StartPosition::Latest).await;
+    // Everything written before any reply is read: the node sends these
+    // publishes to JetStream before it awaits their acks, and a cache put
+    // in the middle is answered in its place.
+    let mut c = pa.control("t1").await;
+    let mut frames = Vec::new();
+    for i in 0..20u64 {
+        frames.extend(
+            Frame::Json(publish("piped", format!("p{i}"), i))
+                .to_bytes()
+                .expect("encode"),
+        );
+        if i == 9 {
+            frames.extend(
+                Frame::Json(cache_put("mid", "v", None, 1000))
+                    .to_bytes()
+                    .expect("encode"),
+            );
+        }
+    }
+    c.send_raw(&frames).await;
+    for i in 0..20u64 {
+        match c.recv().await {
+            Frame::Json(Message::PublishOk(ok)) => assert_eq!(ok.request_id, i),
+            other => panic!("reply {i}: {other:?}"),
+        }
+        if i == 9 {
+            match c.recv().await {
+                Frame::Json(Message::CacheOk(ok)) => assert_eq!(ok.request_id, 1000),
+                other => panic!("the cache put's reply, after publish 9's: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(read_events(&mut on_b, 20).await, expected("p", 0..20));
+}

@@ -250,26 +250,49 @@ async fn a_nats_node_killed_while_publishing_loses_nothing_acked() {
     let b = BrokerNode::start(&urls, &flags);
     let publisher = client(&[&a]).await;
 
-    let mut acked: Vec<u64> = Vec::new();
-    let mut failed: Vec<u64> = Vec::new();
-    let mut i = 0u64;
-    let publish = |i: u64| {
-        let publisher = &publisher;
-        async move {
-            publisher
-                .publish(
-                    "default",
-                    "ledger",
-                    Bytes::from(format!("k{i}")),
-                    Ack::PerMessage,
-                )
-                .await
-        }
+    // The publisher runs on its own, one acked publish after another, so
+    // a publish is in flight when the node dies. It stops once 50 in a
+    // row were acked after the kill (publishing recovered).
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_so_far = Arc::new(AtomicU64::new(0));
+    let publishing = {
+        let (killed, acked_so_far) = (killed.clone(), acked_so_far.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut in_a_row = 0;
+            let mut i = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !(killed.load(Ordering::Acquire) && in_a_row >= 50) {
+                assert!(
+                    Instant::now() < deadline,
+                    "publishing did not recover within 90 s ({} failed)",
+                    failed.len()
+                );
+                let payload = Bytes::from(format!("k{i}"));
+                match publisher
+                    .publish("default", "ledger", payload, Ack::PerMessage)
+                    .await
+                {
+                    Ok(()) => {
+                        acked.push(i);
+                        acked_so_far.fetch_add(1, Ordering::Release);
+                        in_a_row += 1;
+                    }
+                    Err(e) => {
+                        eprintln!("publish {i} failed while NATS recovers: {e}");
+                        failed.push(i);
+                        in_a_row = 0;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                i += 1;
+            }
+            publisher.close().await;
+            (acked, failed, i)
+        })
     };
-    while i < 50 {
-        publish(i).await.expect("publishing before the kill");
-        acked.push(i);
-        i += 1;
+    while acked_so_far.load(Ordering::Acquire) < 50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Kill the stream's leader: the hardest node to lose (a new leader
     // must be elected before anything is stored again).
@@ -280,32 +303,8 @@ async fn a_nats_node_killed_while_publishing_loses_nothing_acked() {
         .position(|n| n.name == leader)
         .unwrap_or_else(|| panic!("leader {leader} is not one of ours"));
     nats.nodes[victim].kill();
-
-    // Publishing goes on through the election; it has recovered once 50
-    // publishes in a row were acked.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut in_a_row = 0;
-    while in_a_row < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "publishing did not recover within 60 s ({} failed)",
-            failed.len()
-        );
-        match publish(i).await {
-            Ok(()) => {
-                acked.push(i);
-                in_a_row += 1;
-            }
-            Err(e) => {
-                eprintln!("publish {i} failed while NATS recovers: {e}");
-                failed.push(i);
-                in_a_row = 0;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        i += 1;
-    }
-    publisher.close().await;
+    killed.store(true, Ordering::Release);
+    let (acked, failed, i) = publishing.await.expect("the publisher");
     let last = Bytes::from(format!("k{}", i - 1));
 
     let on_a = replay_until(&a, "ledger", &last).await;

@@ -7,7 +7,9 @@
 //!
 //! - Publish: every event is sent, then every ack awaited; the client's
 //!   ack goes out only after JetStream acked all of them (stored with the
-//!   configured replicas).
+//!   configured replicas). The two halves are apart
+//!   ([`Cluster::send_publish`], [`Cluster::publish_acked`]) so the shell
+//!   can send a stream's pipelined publishes before it awaits their acks.
 //! - Feed: the first local subscriber of a stream starts the node's one
 //!   consumer for it ([`super::feed`]); the last one leaving stops it.
 //! - Subscribe: the start is resolved against the JetStream stream's
@@ -23,6 +25,7 @@ use futures_util::StreamExt;
 
 use async_nats::jetstream::consumer::push::{Ordered, OrderedConfig};
 use async_nats::jetstream::consumer::{Consumer, DeliverPolicy};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::stream::{self, Stream};
 
 use super::feed::ConsumerCleanup;
@@ -147,6 +150,19 @@ impl History {
     }
 }
 
+/// A publish sent to JetStream whose acks are still to come (or why it
+/// could not be sent).
+pub struct SentPublish(Result<Vec<PublishAckFuture>, ClusterError>);
+
+impl std::fmt::Debug for SentPublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(acks) => write!(f, "SentPublish({} acks to come)", acks.len()),
+            Err(e) => write!(f, "SentPublish(failed: {e})"),
+        }
+    }
+}
+
 /// A failed JetStream ack, said in felix terms.
 fn ack_error(e: async_nats::jetstream::context::PublishError) -> ClusterError {
     use async_nats::jetstream::context::PublishErrorKind;
@@ -205,12 +221,36 @@ impl Cluster {
         key: &StreamKey,
         payloads: &[Bytes],
     ) -> Result<u64, BackplaneError> {
-        self.try_publish(key, payloads)
-            .await
-            .map_err(|e| self.failed("publish", e))
+        let sent = self.send_publish(key, payloads).await;
+        self.publish_acked(sent).await
     }
 
-    async fn try_publish(&self, key: &StreamKey, payloads: &[Bytes]) -> Result<u64, ClusterError> {
+    /// Sends `payloads` to the stream's JetStream stream without waiting
+    /// for their acks: publishes sent one after another are stored in
+    /// that order. [`Cluster::publish_acked`] waits for the acks.
+    pub async fn send_publish(&self, key: &StreamKey, payloads: &[Bytes]) -> SentPublish {
+        SentPublish(self.try_send_publish(key, payloads).await)
+    }
+
+    /// Waits for the acks of a publish [`Cluster::send_publish`] sent;
+    /// the offset of its first event.
+    pub async fn publish_acked(&self, sent: SentPublish) -> Result<u64, BackplaneError> {
+        let acks = sent.0.map_err(|e| self.failed("publish", e))?;
+        let mut first = None;
+        for ack in acks {
+            let ack = ack
+                .await
+                .map_err(|e| self.failed("publish", ack_error(e)))?;
+            first.get_or_insert(ack.sequence.saturating_sub(1));
+        }
+        Ok(first.unwrap_or(0))
+    }
+
+    async fn try_send_publish(
+        &self,
+        key: &StreamKey,
+        payloads: &[Bytes],
+    ) -> Result<Vec<PublishAckFuture>, ClusterError> {
         self.connected()?;
         let max = self.max_payload();
         if let Some(big) = payloads.iter().find(|p| p.len() > max) {
@@ -222,7 +262,7 @@ impl Cluster {
         self.stream(key).await?;
         self.connected()?;
         let subject = stream_names(&self.settings.prefix, key).subject;
-        // Sent back to back, then acked: one round trip for the batch.
+        // Sent back to back, acked later: one round trip for the batch.
         let mut acks = Vec::with_capacity(payloads.len());
         for p in payloads {
             acks.push(
@@ -232,12 +272,7 @@ impl Cluster {
                     .map_err(|e| ClusterError::js("publishing", e))?,
             );
         }
-        let mut first = None;
-        for ack in acks {
-            let ack = ack.await.map_err(ack_error)?;
-            first.get_or_insert(ack.sequence.saturating_sub(1));
-        }
-        Ok(first.unwrap_or(0))
+        Ok(acks)
     }
 
     /// Resolves a subscribe against JetStream, makes sure the node's feed

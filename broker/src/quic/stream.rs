@@ -16,11 +16,11 @@ use quinn::{RecvStream, SendStream};
 
 use super::budget::{Budgets, ConnectionFull};
 use super::{ConnectionContext, ShellLimits};
-use crate::cluster::streams::{History, SubscribeFailure};
+use crate::cluster::streams::{History, SentPublish, SubscribeFailure};
 use crate::core::forward::{self as forward_reply, Forward};
 use crate::core::pubsub::Subscription;
 use crate::core::queue::{QueueWaker, SubscriberQueue};
-use crate::core::request::RequestError;
+use crate::core::request::{PublishRequest, RequestError};
 use crate::core::session::{Now, Output, Role, Session};
 use crate::core::Core;
 
@@ -240,6 +240,8 @@ async fn serve(
     let mut partial_since: Option<Instant> = None;
     let mut replies: Vec<Bytes> = Vec::new();
     let mut replies_bytes = 0;
+    // Cluster mode: publishes sent to JetStream, acks still to come.
+    let mut sent = SentPublishes::default();
     loop {
         // Handle every whole frame already buffered.
         let mut close = false;
@@ -266,6 +268,11 @@ async fn serve(
             // queue, a stalled replay), or a stalled reader would pin it.
             held.settle(keep(&decoder, &buf));
             for output in outputs {
+                // Replies keep request order: earlier publishes' acks first.
+                // (Empty on one node: a branch, no await, on the hot path.)
+                if !sent.is_empty() && !matches!(output, Output::Forward(Forward::Publish(_))) {
+                    sent.acks(ctx, role, &mut replies).await;
+                }
                 match output {
                     Output::Send(b) => {
                         replies_bytes += b.len();
@@ -295,6 +302,9 @@ async fn serve(
                         start_subscription(ctx, sub, None, &mut replies).await;
                         close = true;
                     }
+                    Output::Forward(Forward::Publish(request)) if ctx.cluster.is_some() => {
+                        sent.send(ctx, request).await;
+                    }
                     Output::Forward(request) => {
                         if forward(ctx, role, request, &mut send, &mut replies).await {
                             close = true;
@@ -305,6 +315,9 @@ async fn serve(
             if close {
                 break;
             }
+        }
+        if !sent.is_empty() {
+            sent.acks(ctx, role, &mut replies).await;
         }
         replies_bytes = 0;
         if !flush_replies(&mut send, &mut replies).await {
@@ -525,21 +538,8 @@ async fn forward(
     let control = role == Role::Control;
     match request {
         Forward::Publish(request) => {
-            let result = cluster
-                .publish(&request.key, &request.payloads)
-                .await
-                .map(|_| ())
-                .map_err(RequestError::from);
-            if let Ok(()) = result {
-                let events = request.payloads.len() as u64;
-                let bytes: usize = request.payloads.iter().map(Bytes::len).sum();
-                let m = &ctx.core.metrics;
-                m.published_events.fetch_add(events, Ordering::Relaxed);
-                m.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            }
-            if let Some(ack) = request.ack(control, &result) {
-                replies.push(ack.to_bytes().unwrap_or_default());
-            }
+            let result = cluster.publish(&request.key, &request.payloads).await;
+            publish_reply(ctx, control, &request, result, replies);
             false
         }
         Forward::CachePut(put) => match cluster.cache_put(&put).await {
@@ -580,6 +580,59 @@ async fn forward(
                 }
             }
             true
+        }
+    }
+}
+
+/// Counts a cluster publish and queues its ack (if it gets one).
+fn publish_reply(
+    ctx: &ConnectionContext,
+    control: bool,
+    request: &PublishRequest,
+    result: Result<u64, forward_reply::BackplaneError>,
+    replies: &mut Vec<Bytes>,
+) {
+    let result = result.map(|_| ()).map_err(RequestError::from);
+    if let Ok(()) = result {
+        let events = request.payloads.len() as u64;
+        let bytes: usize = request.payloads.iter().map(Bytes::len).sum();
+        let m = &ctx.core.metrics;
+        m.published_events.fetch_add(events, Ordering::Relaxed);
+        m.published_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    if let Some(ack) = request.ack(control, &result) {
+        replies.push(ack.to_bytes().unwrap_or_default());
+    }
+}
+
+/// Cluster mode: a stream's publishes sent to JetStream as their frames
+/// are read, their acks awaited (in order) before any other reply and
+/// before the stream reads more. A client that pipelines publishes then
+/// pays one JetStream round trip per read, not per publish; JetStream
+/// stores them in the order sent. What waits here is bounded by what one
+/// read buffered (the receive budget).
+#[derive(Default)]
+struct SentPublishes(std::collections::VecDeque<(PublishRequest, SentPublish)>);
+
+impl SentPublishes {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sends a publish now; its ack comes with [`SentPublishes::acks`].
+    async fn send(&mut self, ctx: &ConnectionContext, request: PublishRequest) {
+        if let Some(cluster) = &ctx.cluster {
+            let sent = cluster.send_publish(&request.key, &request.payloads).await;
+            self.0.push_back((request, sent));
+        }
+    }
+
+    /// Waits for every sent publish's acks, in order, and queues replies.
+    async fn acks(&mut self, ctx: &ConnectionContext, role: Role, replies: &mut Vec<Bytes>) {
+        let Some(cluster) = &ctx.cluster else { return };
+        while let Some((request, sent)) = self.0.pop_front() {
+            let result = cluster.publish_acked(sent).await;
+            publish_reply(ctx, role == Role::Control, &request, result, replies);
         }
     }
 }
