@@ -70,6 +70,12 @@ pub(crate) fn stat_cpu_time(stat: &str) -> Option<std::time::Duration> {
     ))
 }
 
+/// Nanoseconds a thread has run, the first field of
+/// `/proc/<pid>/task/<tid>/schedstat`.
+pub(crate) fn schedstat_cpu_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
 /// The value of `key` (e.g. `VmHWM`) in the text of `/proc/<pid>/status`,
 /// in KiB: lines look like `VmHWM:\t  12345 kB`.
 pub(crate) fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -289,8 +295,24 @@ impl SpawnedBroker {
     /// CPU time (user + system) the broker process has used so far (None
     /// off Linux). Differences over a run give the broker's CPU per
     /// delivered message, apart from the benchmark's own.
+    /// Read from each thread's `schedstat` (nanoseconds; the broker's
+    /// threads live as long as it does), else from `stat` (10 ms ticks: too
+    /// coarse for a run of a few milliseconds).
     pub(crate) fn cpu_time(&self) -> Option<std::time::Duration> {
-        stat_cpu_time(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?)
+        let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok();
+        let from_schedstat = threads.and_then(|dir| {
+            dir.map(|t| {
+                let path = t.ok()?.path().join("schedstat");
+                schedstat_cpu_ns(&std::fs::read_to_string(path).ok()?)
+            })
+            .sum::<Option<u64>>()
+        });
+        match from_schedstat {
+            Some(ns) => Some(std::time::Duration::from_nanos(ns)),
+            None => {
+                stat_cpu_time(&std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?)
+            }
+        }
     }
 
     pub(crate) fn rss(&self) -> Rss {
@@ -377,6 +399,8 @@ mod tests {
             Some(std::time::Duration::from_millis(3800))
         );
         assert_eq!(stat_cpu_time("garbage"), None);
+        assert_eq!(schedstat_cpu_ns("1234567 890 12\n"), Some(1_234_567));
+        assert_eq!(schedstat_cpu_ns(""), None);
     }
 
     #[test]
