@@ -146,22 +146,8 @@ struct BrokerArgs {
     /// Accept any certificate.
     #[arg(long)]
     insecure: bool,
-    /// Tenant to authenticate as.
-    #[arg(long, default_value = "t1")]
-    tenant: String,
-    /// Token to authenticate with.
-    #[arg(long, default_value = "dev")]
-    token: String,
-    /// Namespace for every case.
-    #[arg(long, default_value = "default")]
-    namespace: String,
-    /// A stream that exists (for brokers that do not create streams on
-    /// first use); default: a fresh stream per case.
-    #[arg(long)]
-    stream: Option<String>,
-    /// A cache that exists.
-    #[arg(long, default_value = "conformance")]
-    cache: String,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// The broker's replay ring size, for a broker with a bounded history:
     /// `broker/pubsub/cursor_too_old` runs only when this is given (a
     /// durable stream serving all history never answers too_old).
@@ -196,6 +182,13 @@ struct ClusterArgs {
     /// Accept any certificate.
     #[arg(long)]
     insecure: bool,
+    #[command(flatten)]
+    scope: ScopeArgs,
+}
+
+/// Who the live and cluster cases act as, and where.
+#[derive(Debug, clap::Args)]
+struct ScopeArgs {
     /// Tenant to authenticate as.
     #[arg(long, default_value = "t1")]
     tenant: String,
@@ -205,10 +198,12 @@ struct ClusterArgs {
     /// Namespace for every case.
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// A stream that exists on every node; default: a fresh stream per case.
+    /// A stream that exists (on every node, in cluster mode), for brokers
+    /// that do not create streams on first use; default: a fresh stream
+    /// per case.
     #[arg(long)]
     stream: Option<String>,
-    /// A cache that exists on every node.
+    /// A cache that exists (on every node, in cluster mode).
     #[arg(long, default_value = "conformance")]
     cache: String,
 }
@@ -525,12 +520,12 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
                     addr: b.addr,
                     server_name: b.server_name,
                     trust,
-                    tenant: b.tenant,
-                    token: b.token,
+                    tenant: b.scope.tenant,
+                    token: b.scope.token,
                 },
-                namespace: b.namespace,
-                stream: b.stream,
-                cache: b.cache,
+                namespace: b.scope.namespace,
+                stream: b.scope.stream,
+                cache: b.scope.cache,
                 replay_capacity: b.replay_capacity,
                 sends_offsets: b.sends_offsets,
                 timeout,
@@ -569,8 +564,8 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
                     addr: *addr,
                     server_name: c.server_name.clone(),
                     trust: trust.clone(),
-                    tenant: c.tenant.clone(),
-                    token: c.token.clone(),
+                    tenant: c.scope.tenant.clone(),
+                    token: c.scope.token.clone(),
                 })
                 .collect();
             let names: Vec<String> = c.addrs.iter().map(ToString::to_string).collect();
@@ -586,9 +581,9 @@ async fn run(cli: Cli, out: &mut Out) -> Result<bool, String> {
             let cfg = live::cluster::ClusterConfig {
                 live: LiveConfig {
                     target: nodes[0].clone(),
-                    namespace: c.namespace,
-                    stream: c.stream,
-                    cache: c.cache,
+                    namespace: c.scope.namespace,
+                    stream: c.scope.stream,
+                    cache: c.scope.cache,
                     replay_capacity: None,
                     sends_offsets: false,
                     timeout,

@@ -55,24 +55,10 @@ pub async fn live_suite(
     cfg: LiveConfig,
     case_timeout: Duration,
     sel: &Selection,
-    mut progress: impl FnMut(&CaseResult),
+    progress: impl FnMut(&CaseResult),
 ) -> Vec<CaseResult> {
-    let ctx = Ctx::new(cfg);
-    let mut out = Vec::new();
-    for c in live::all() {
-        if !sel.selected(c.id) {
-            continue;
-        }
-        let t0 = Instant::now();
-        let outcome = outcome(
-            tokio::time::timeout(case_timeout, (c.run)(&ctx)).await,
-            case_timeout,
-        );
-        let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());
-        progress(&r);
-        out.push(r);
-    }
-    out
+    let cases = live::all().into_iter().map(|c| (c.id, c.level, c.run));
+    run_cases(&Ctx::new(cfg), cases, case_timeout, sel, progress).await
 }
 
 /// Runs the cross-node cases of [`cluster::all`] across `cfg.nodes`;
@@ -81,20 +67,38 @@ pub async fn cluster_suite(
     cfg: ClusterConfig,
     case_timeout: Duration,
     sel: &Selection,
+    progress: impl FnMut(&CaseResult),
+) -> Vec<CaseResult> {
+    let cases = cluster::all().into_iter().map(|c| (c.id, c.level, c.run));
+    run_cases(&ClusterCtx::new(cfg), cases, case_timeout, sel, progress).await
+}
+
+/// Runs the selected `cases` (id, level, check) against `ctx` in order,
+/// each within `case_timeout`.
+async fn run_cases<C>(
+    ctx: &C,
+    cases: impl IntoIterator<
+        Item = (
+            &'static str,
+            Level,
+            for<'a> fn(&'a C) -> live::CaseFuture<'a>,
+        ),
+    >,
+    case_timeout: Duration,
+    sel: &Selection,
     mut progress: impl FnMut(&CaseResult),
 ) -> Vec<CaseResult> {
-    let ctx = ClusterCtx::new(cfg);
     let mut out = Vec::new();
-    for c in cluster::all() {
-        if !sel.selected(c.id) {
+    for (id, level, run) in cases {
+        if !sel.selected(id) {
             continue;
         }
         let t0 = Instant::now();
         let outcome = outcome(
-            tokio::time::timeout(case_timeout, (c.run)(&ctx)).await,
+            tokio::time::timeout(case_timeout, run(ctx)).await,
             case_timeout,
         );
-        let r = sel.result(c.id.to_string(), c.level, outcome, t0.elapsed());
+        let r = sel.result(id.to_string(), level, outcome, t0.elapsed());
         progress(&r);
         out.push(r);
     }
