@@ -3,29 +3,19 @@
 //! the exit status), the hints for a missing broker and a wrong
 //! certificate, and shell completions.
 
+mod support;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use felix_broker::core::CoreSettings;
-use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
+use felix_broker::embedded::EmbeddedBroker;
+use support::broker;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const FELIX: &str = env!("CARGO_BIN_EXE_felix");
-
-fn broker() -> EmbeddedBroker {
-    EmbeddedConfig {
-        core: CoreSettings {
-            batch_linger: Duration::ZERO,
-            ..CoreSettings::default()
-        },
-        ..EmbeddedConfig::default()
-    }
-    .start()
-    .expect("start an embedded broker")
-}
 
 /// `--addr localhost:PORT --cert CERT`: the broker by host name.
 fn by_name(b: &EmbeddedBroker) -> Vec<String> {

@@ -8,12 +8,14 @@
 // alone), so here that file is a module of each of the three.
 #![allow(clippy::duplicate_mod)]
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use felix_broker::core::CoreSettings;
-use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
+use felix_broker::embedded::EmbeddedBroker;
 use felix_client::{Ack, Bytes, Client, ClientConfig, Trust};
+use support::broker;
 
 #[allow(dead_code)]
 #[path = "../examples/pubsub.rs"]
@@ -26,18 +28,6 @@ mod cache;
 #[allow(dead_code)]
 #[path = "../examples/resume.rs"]
 mod resume;
-
-fn broker() -> EmbeddedBroker {
-    EmbeddedConfig {
-        core: CoreSettings {
-            batch_linger: Duration::ZERO,
-            ..CoreSettings::default()
-        },
-        ..EmbeddedConfig::default()
-    }
-    .start()
-    .expect("start an embedded broker")
-}
 
 /// A client of `brokers` (in order), trusting each one's certificate.
 async fn client(brokers: &[&EmbeddedBroker]) -> Client {

@@ -8,26 +8,16 @@
 //! after the last event" meaningful there; on a cluster the offsets are
 //! shared and nothing needs arranging.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use felix_broker::core::CoreSettings;
-use felix_broker::embedded::{EmbeddedBroker, EmbeddedConfig};
+use felix_broker::embedded::EmbeddedBroker;
 use felix_client::{Ack, Client, ClientConfig, SubscriptionItem, Trust};
 use felix_wire::StartPosition;
-
-fn broker() -> EmbeddedBroker {
-    EmbeddedConfig {
-        core: CoreSettings {
-            batch_linger: Duration::ZERO,
-            ..CoreSettings::default()
-        },
-        ..EmbeddedConfig::default()
-    }
-    .start()
-    .expect("start")
-}
+use support::broker;
 
 /// Trust for every broker given: each embedded broker has its own
 /// self-signed certificate.

@@ -240,7 +240,9 @@ impl SubscriberQueue {
         if inner.batches.len() < inner.room_at {
             inner.room_at = self.capacity;
         }
-        if inner.batches.is_empty() {
+        // Written only when it changes: the fanout reads this flag on
+        // every push, and a store on every pop would bounce its line.
+        if inner.batches.is_empty() && self.lagging.load(Ordering::Acquire) {
             self.lagging.store(false, Ordering::Release);
         }
         self.wake_writers(inner);
